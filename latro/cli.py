@@ -1,0 +1,79 @@
+"""The `latro` command line: train, eval, bench.
+
+    latro train --model HuggingFaceTB/SmolLM2-135M-Instruct --task gsm8k --data-dir data/gsm8k
+    latro eval --model runs/latro/model --task gsm8k --split test --limit 200 --samples 8
+    latro bench --model model.gguf --task gsm8k --data-dir data/gsm8k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from latro import config as C
+
+
+def _train(args) -> None:
+    from latro.trainer import Trainer
+
+    Trainer(C.from_args(C.TrainConfig, args)).train()
+
+
+def _eval(args) -> None:
+    from latro.evaluate import evaluate
+    from latro.modeling import load_model, load_tokenizer
+    from latro.trainer import build_task
+
+    cfg = C.from_args(C.EvalConfig, args)
+    if not cfg.model:
+        raise SystemExit("latro eval: --model is required")
+    task = build_task(cfg)
+    examples = task.load(cfg.split)[: cfg.limit or None]
+    model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
+    result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
+                      max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                      chat_template=cfg.chat_template, seed=cfg.seed)
+    out = Path(cfg.output) if cfg.output else _default_eval_path(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": cfg.model, "task": cfg.task, "split": cfg.split, **result}, indent=1))
+    print(f"{cfg.task} {cfg.split}: {result['n']} questions")
+    for name, value in result["metrics"].items():
+        print(f"  {name:>8}: {100 * value:.1f}%")
+    print(f"written to {out}")
+
+
+def _default_eval_path(cfg) -> Path:
+    """Next to the model when it is local (a run's model directory or a .gguf file), else here."""
+    model = Path(cfg.model)
+    where = model if model.is_dir() else model.parent if model.is_file() else Path(".")
+    return where / f"eval-{cfg.task}-{cfg.split}.json"
+
+
+def _bench(args) -> None:
+    from latro.bench import run_bench
+
+    run_bench(C.from_args(C.TrainConfig, args), repeats=args.steps)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="latro", description="Self-rewarding reasoning training (LaTRO).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="Train a causal LM with LaTRO.")
+    C.add_arguments(train, C.TrainConfig)
+    train.set_defaults(run=_train)
+    ev = sub.add_parser("eval", help="Greedy accuracy, maj@K and pass@K on a task split.")
+    C.add_arguments(ev, C.EvalConfig)
+    ev.set_defaults(run=_eval)
+    bench = sub.add_parser("bench", help="Time training steps per phase against bare transformers parts.")
+    C.add_arguments(bench, C.TrainConfig)
+    bench.add_argument("--steps", type=int, default=5, help="Training steps to time.")
+    bench.set_defaults(run=_bench)
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Advantage estimators: rewards of K consecutive rollouts per question -> advantages."""
+
+from __future__ import annotations
+
+import torch
+
+
+def rloo(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out baseline (LaTRO, Prop. 2): A_k = r_k - mean_{j != k} r_j."""
+    if group_size < 2:
+        raise ValueError("the leave-one-out baseline needs at least 2 samples per question")
+    groups = rewards.view(-1, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).view(-1)
+
+
+def group_norm(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO (arXiv 2402.03300): (r - group mean) / (group std + eps)."""
+    groups = rewards.view(-1, group_size)
+    centered = groups - groups.mean(1, keepdim=True)
+    std = groups.std(1, keepdim=True) if group_size > 1 else torch.ones_like(groups)
+    return (centered / (std + eps)).view(-1)
+
+
+def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """REINFORCE++ (arXiv 2501.03262), as used by CoVo: whiten over the whole batch."""
+    std = rewards.std() if rewards.numel() > 1 else rewards.new_tensor(1.0)
+    return (rewards - rewards.mean()) / (std + eps)
+
+
+ESTIMATORS = {"rloo": rloo, "group_norm": group_norm, "batch_whiten": batch_whiten}
+
+
+def get_estimator(name: str):
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
+    return ESTIMATORS[name]

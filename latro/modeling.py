@@ -1,0 +1,79 @@
+"""Loading and saving models: hub id, local directory or .gguf file in; safetensors out."""
+
+from __future__ import annotations
+
+import copy
+import os
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _source(name: str) -> dict:
+    """from_pretrained arguments for a hub id, a directory, or a .gguf file."""
+    if name.endswith(".gguf"):
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"GGUF file not found: {name}")
+        path = Path(name).resolve()
+        return {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
+    return {"pretrained_model_name_or_path": name}
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    tokenizer = AutoTokenizer.from_pretrained(**_source(name), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Padding is always located by attention masks and lengths, never by this id.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, dtype: str = "float32", trust_remote_code: bool = False):
+    model = AutoModelForCausalLM.from_pretrained(
+        **_source(name), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    if name.endswith(".gguf"):
+        # GGUF weights are dequantised on load; the model is a plain one from here on.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
+
+
+def add_lora(model, r: int, alpha: int, dropout: float, target_modules: str):
+    from peft import LoraConfig, get_peft_model
+
+    targets = target_modules if target_modules == "all-linear" else target_modules.split(",")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def frozen_copy(model):
+    """The frozen initial model pi_0 as a separate copy (used when LoRA is off)."""
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+@contextmanager
+def reference_of(model, ref):
+    """Context yielding pi_0: the separate copy, or the policy with its LoRA adapter disabled,
+    which costs no memory."""
+    if ref is not None:
+        yield ref
+        return
+    with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+        yield model
+
+
+def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True) -> None:
+    """Hugging Face format with safetensors weights; LoRA merged into a copy, or the adapter alone."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "merge_and_unload") and merge_lora:
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)

@@ -1,0 +1,36 @@
+"""Token ids of prompts and of the teacher-forced gold answer."""
+
+from __future__ import annotations
+
+from latro.rollout import Rollout
+from latro.tasks import Example, Task
+
+
+def encode_prompt(tokenizer, task: Task, example: Example, chat_template: bool = True) -> list[int]:
+    """The task's prompt, inside the chat template when the tokenizer has one."""
+    text = task.prompt(example)
+    if chat_template and tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+        return tokenizer(text, add_special_tokens=False).input_ids
+    return tokenizer(text).input_ids  # plain prompt: the tokenizer's own BOS, if any
+
+
+def stop_token_ids(tokenizer, model=None) -> set[int]:
+    """EOS and end-of-turn ids: the tokenizer's, plus any the generation config lists."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is not None:
+        ids |= set(configured) if isinstance(configured, (list, tuple)) else {configured}
+    return ids
+
+
+def answer_ids(tokenizer, task: Task, example: Example, rollout: Rollout) -> list[int]:
+    """`The answer is {gold}.` then the end-of-turn token (the paper), placed where the stop
+    pattern began: the rollout's own gap text, else one space after the rationale."""
+    if rollout.stop is not None and rollout.gap:
+        prefix = rollout.gap
+    else:
+        prefix = "" if not rollout.rationale or rollout.rationale[-1].isspace() else " "
+    ids = tokenizer(prefix + task.answer_text(example), add_special_tokens=False).input_ids
+    return ids + [tokenizer.eos_token_id]

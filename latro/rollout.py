@@ -1,0 +1,173 @@
+"""Rollout engine: sample K continuations per prompt and cut each at its first stop pattern.
+
+Sampling dominates the cost of LaTRO, so this loop does less work than `model.generate`:
+- each distinct prompt is prefilled once and its KV cache repeated K times;
+- a sequence leaves the batch (its KV rows are dropped) as soon as it reaches a stop pattern
+  or an end token, so the step cost shrinks as sequences finish instead of running every row
+  to the longest one;
+- the KV cache is preallocated and written in place (transformers' StaticCache, uncompiled):
+  a growing cache re-copies every layer's keys and values at each step, which on a CPU costs as
+  much as the matrix products;
+- no [batch, length, vocab] scores are kept: only the last position's logits are computed.
+Sampling is plain temperature sampling (the paper's setting); temperature 0 is greedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import StaticCache
+
+
+@dataclass
+class Rollout:
+    prompt_index: int  # which prompt (question) this continuation belongs to
+    prompt_ids: list[int]
+    rationale_ids: list[int]  # sampled tokens before the stop pattern (pattern excluded)
+    rationale: str  # decoded rationale_ids
+    gap: str  # text between the rationale's last whole token and the stop pattern
+    completion: str  # everything sampled, stop pattern and what followed included
+    stop: str | None  # the stop pattern or end token that ended it; None = ran out of budget
+    num_sampled: int  # tokens actually sampled (compute accounting)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None
+
+
+class StopMatcher:
+    """Finds the first stop pattern in generated text; tolerant of patterns split across tokens."""
+
+    def __init__(self, tokenizer, patterns: list[str], stop_token_ids: set[int]):
+        self.tokenizer = tokenizer
+        self.patterns = [p for p in patterns if p]
+        self.stop_token_ids = set(stop_token_ids)
+        # A pattern of n characters spans at most n tokens, plus one token it may start inside.
+        self.window = max((len(p) for p in self.patterns), default=0) + 1
+
+    def hit(self, tokens: list[int]) -> bool:
+        """Does the newest token end a stop pattern or is it an end token?"""
+        if tokens[-1] in self.stop_token_ids:
+            return True
+        if not self.patterns:
+            return False
+        tail = self.tokenizer.decode(tokens[-self.window :], skip_special_tokens=False)
+        return any(p in tail for p in self.patterns)
+
+    def cut(self, tokens: list[int]) -> tuple[int, str, str | None]:
+        """(number of whole tokens before the first stop, gap text, stop) for a finished sequence."""
+        for i, t in enumerate(tokens):
+            if t in self.stop_token_ids:
+                tokens, end_token = tokens[:i], self.tokenizer.convert_ids_to_tokens(t)
+                break
+        else:
+            end_token = None
+        text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+        found = [(text.find(p), p) for p in self.patterns if p in text]
+        if not found:
+            return len(tokens), "", end_token
+        pos, pattern = min(found)
+        n = len(tokens)
+        while n > 0:  # drop tokens until the decoded prefix ends at or before the pattern start
+            prefix = self.tokenizer.decode(tokens[:n], skip_special_tokens=False)
+            if len(prefix) <= pos and text.startswith(prefix):
+                return n, text[len(prefix) : pos], pattern
+            n -= 1
+        return 0, text[:pos], pattern
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[row, width - len(s) :] = 1
+    return ids, mask
+
+
+def _next_tokens(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _select_rows(cache: StaticCache, rows: torch.Tensor) -> None:
+    """Keep (or repeat) the given batch rows of every layer's preallocated keys and values."""
+    for layer in cache.layers:
+        if getattr(layer, "is_initialized", False):
+            layer.keys = layer.keys.index_select(0, rows)
+            layer.values = layer.values.index_select(0, rows)
+            layer.batch_size = len(rows)
+
+
+@torch.inference_mode()
+def sample(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    num_samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    stop_patterns: list[str],
+    stop_token_ids: set[int],
+    generator: torch.Generator | None = None,
+) -> list[Rollout]:
+    """Sample `num_samples` continuations of each tokenised prompt, ordered prompt by prompt."""
+    device = next(model.parameters()).device
+    matcher = StopMatcher(tokenizer, stop_patterns, stop_token_ids)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids, mask = _left_pad(prompts, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    width = ids.shape[1]
+    # Full-width padding mask; positions not yet written are hidden by the causal mask.
+    mask = torch.cat([mask, mask.new_ones((len(prompts), max_new_tokens))], dim=1)
+    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    _select_rows(cache, torch.arange(len(prompts), device=device).repeat_interleave(num_samples))
+    logits = out.logits[:, -1].repeat_interleave(num_samples, 0)
+    mask = mask.repeat_interleave(num_samples, 0)
+    next_pos = positions[:, -1].repeat_interleave(num_samples, 0) + 1
+
+    total = len(prompts) * num_samples
+    generated: list[list[int]] = [[] for _ in range(total)]
+    active = torch.arange(total, device=device)  # rows of the running batch -> rollout index
+    for step in range(max_new_tokens):
+        tokens = _next_tokens(logits, temperature, generator)
+        keep = []
+        for row, (r, t) in enumerate(zip(active.tolist(), tokens.tolist())):
+            generated[r].append(t)
+            if not matcher.hit(generated[r]):
+                keep.append(row)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(active):
+            keep_t = torch.tensor(keep, device=device)
+            _select_rows(cache, keep_t)
+            active, tokens = active[keep_t], tokens[keep_t]
+            mask, next_pos = mask[keep_t], next_pos[keep_t]
+        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                    past_key_values=cache, use_cache=True)
+        logits, next_pos = out.logits[:, -1], next_pos + 1
+    return [_finish(matcher, r // num_samples, prompts[r // num_samples], generated[r])
+            for r in range(total)]
+
+
+def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Rollout:
+    n, gap, stop = matcher.cut(tokens)
+    decode = matcher.tokenizer.decode
+    return Rollout(
+        prompt_index=prompt_index,
+        prompt_ids=list(prompt_ids),
+        rationale_ids=tokens[:n],
+        rationale=decode(tokens[:n], skip_special_tokens=False),
+        gap=gap,
+        completion=decode(tokens, skip_special_tokens=True),
+        stop=stop,
+        num_sampled=len(tokens),
+    )

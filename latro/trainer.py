@@ -1,0 +1,294 @@
+"""LaTRO training loop: rollout -> score -> reward -> advantages -> one optimizer step.
+
+    latro train --model HuggingFaceTB/SmolLM2-135M-Instruct --task gsm8k --num-samples 4
+    accelerate launch -m latro.cli train --config run.yaml      # DDP / DeepSpeed / FSDP
+
+One step, top to bottom (`Trainer.step`):
+  1. sample K rationales for each question of the batch, cut at the first stop pattern;
+  2. one teacher-forced pass of the policy over question + rationale + gold answer gives both
+     log pi(z|x) and log pi(y|x+z), with gradient; one no-grad pass of pi_0 gives log pi_0(z|x);
+  3. reward (log pi(y|x+z) for LaTRO) minus beta x KL, non-stop penalty, leave-one-out baseline;
+  4. backward of the Prop. 2 surrogate, clip, AdamW step, linear decay.
+Deliberately not done: PPO-style ratio clipping and multiple updates per batch (the paper takes
+one on-policy step per batch of rollouts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from latro.config import TrainConfig, save_yaml
+from latro.estimators import get_estimator
+from latro.evaluate import evaluate
+from latro.modeling import add_lora, frozen_copy, load_model, load_tokenizer, reference_of, save_model
+from latro.objective import latro_objective
+from latro.prompts import answer_ids, encode_prompt, stop_token_ids
+from latro.rewards import RewardInputs, get_reward
+from latro.rollout import sample
+from latro.scorer import TokenScorer, make_batch, sequence_logprobs
+from latro.tasks import get_task
+
+PAPER_BETA = {"gsm8k": 0.05, "arc_challenge": 0.25}
+
+
+def build_task(cfg):
+    kwargs = {"data_dir": cfg.data_dir} if cfg.task in ("gsm8k", "arc_challenge") else {}
+    if cfg.task == "jsonl":
+        kwargs = {"train_file": cfg.train_file, "validation_file": cfg.validation_file,
+                  "test_file": cfg.test_file}
+    return get_task(cfg.task, **kwargs)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        if not cfg.model:
+            raise ValueError("no model given: pass --model (hub id, directory or .gguf file)")
+        self.cfg = cfg
+        self.run_dir = Path(cfg.output_dir)
+        trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
+        self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir))
+        set_seed(cfg.seed)
+        self.beta = cfg.beta if cfg.beta is not None else PAPER_BETA.get(cfg.task, 0.05)
+        self.task = build_task(cfg)
+        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
+        self._load_data()
+        self._build_model()
+        self.reward_fn = get_reward(cfg.reward)
+        self.estimator = get_estimator(cfg.estimator)
+        self.step_index, self.best_accuracy = 0, -1.0
+        self._stop_requested = False
+
+    # ----------------------------------------------------------------- setup
+    def _load_data(self):
+        cfg, context = self.cfg, None
+        self.train = self.task.load("train")
+        if cfg.train_limit:
+            self.train = self.train[: cfg.train_limit]
+        self.validation = self.task.load("validation")
+        if cfg.eval_limit:
+            self.validation = self.validation[: cfg.eval_limit]
+        self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train]
+        context = getattr(self.tokenizer, "model_max_length", None)
+        budget = cfg.max_rationale_tokens + 32  # room for the gold answer
+        fits = [i for i, p in enumerate(self.prompts) if context is None or context > 10**8
+                or len(p) + budget <= context]
+        self.skipped_long = len(self.train) - len(fits)
+        if self.skipped_long:
+            self.acc.print(f"skipping {self.skipped_long} training questions whose prompt + "
+                           f"{budget} tokens exceeds the {context}-token context")
+            self.train = [self.train[i] for i in fits]
+            self.prompts = [self.prompts[i] for i in fits]
+        per_step = cfg.questions_per_step * self.acc.num_processes
+        if len(self.train) < per_step:
+            raise ValueError(f"{len(self.train)} training questions, fewer than one step's {per_step}")
+        self.steps_per_epoch = len(self.train) // per_step
+        self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
+
+    def _build_model(self):
+        cfg = self.cfg
+        model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        self.ref = None
+        if cfg.lora_r > 0:
+            model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        elif self.beta > 0:
+            self.ref = frozen_copy(model).to(self.acc.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup, total = cfg.warmup_steps, self.total_steps
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if cfg.lr_schedule == "constant":
+                return 1.0
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scorer = TokenScorer(model, cfg.score_chunk_size)
+        self.scorer, self.optimizer, self.scheduler = self.acc.prepare(scorer, optimizer, scheduler)
+        self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
+        self.stop_ids = stop_token_ids(self.tokenizer, model)
+
+    @property
+    def policy(self):
+        return self.acc.unwrap_model(self.scorer).model
+
+    # ----------------------------------------------------------------- data
+    def batch_indices(self, step: int) -> list[int]:
+        """This process's questions at a step: epoch-wise seeded permutations of the training set."""
+        per_step = self.cfg.questions_per_step * self.acc.num_processes
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        order = list(range(len(self.train)))
+        random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
+        start = offset * per_step + self.acc.process_index * self.cfg.questions_per_step
+        return order[start : start + self.cfg.questions_per_step]
+
+    # ----------------------------------------------------------------- one step
+    def step(self, step: int) -> dict:
+        cfg, tok = self.cfg, self.tokenizer
+        indices = self.batch_indices(step)
+        examples = [self.train[i] for i in indices for _ in range(cfg.num_samples)]
+        generator = torch.Generator(device=self.acc.device).manual_seed(
+            cfg.seed * 1_000_003 + step * 97 + self.acc.process_index)
+
+        t0 = time.perf_counter()
+        self.policy.eval()
+        rollouts = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=cfg.num_samples,
+                          max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
+                          stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator)
+        t1 = time.perf_counter()
+
+        answers = [answer_ids(tok, self.task, ex, r) for ex, r in zip(examples, rollouts)]
+        batch = make_batch([r.prompt_ids for r in rollouts], [r.rationale_ids for r in rollouts],
+                           answers, tok.pad_token_id).to(self.acc.device)
+        self.policy.train()  # gradient checkpointing (if on) only acts in train mode
+        ref_logp = None
+        if self.beta > 0:
+            with torch.no_grad(), reference_of(self.policy, self.ref) as ref:
+                scorer = self.ref_scorer or TokenScorer(ref, cfg.score_chunk_size)
+                ref_logp = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
+                                                    batch.segments), batch.segments).rationale
+        policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments),
+                                   batch.segments)
+        stopped = torch.tensor([r.stopped for r in rollouts], device=self.acc.device)
+        reward = self.reward_fn(RewardInputs(
+            task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
+            answer_logp=policy.answer.detach(), rationale_logp=policy.rationale.detach(),
+            answer_tokens=torch.tensor([len(a) for a in answers], device=self.acc.device)))
+        objective = latro_objective(
+            rationale_logp=policy.rationale, answer_logp=policy.answer, ref_rationale_logp=ref_logp,
+            reward=reward, stopped=stopped, group_size=cfg.num_samples, beta=self.beta,
+            gamma=cfg.nonstop_gamma, answer_weight=cfg.answer_weight, estimator=self.estimator)
+        t2 = time.perf_counter()
+
+        self.acc.backward(objective.loss)
+        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), cfg.max_grad_norm) \
+            if cfg.max_grad_norm > 0 else torch.tensor(float("nan"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        t3 = time.perf_counter()
+
+        sampled = sum(r.num_sampled for r in rollouts)
+        lengths = torch.tensor([len(r.rationale_ids) for r in rollouts], dtype=torch.float)
+        return {
+            "step": step + 1, "epoch": (step + 1) / self.steps_per_epoch,
+            "reward_mean": objective.rewards.mean().item(), "reward_std": objective.rewards.std().item(),
+            "kl": objective.kl.mean().item(), "answer_logp": policy.answer.detach().mean().item(),
+            "rationale_tokens": lengths.mean().item(), "stopped_fraction": stopped.float().mean().item(),
+            "loss": objective.loss.item(), "grad_norm": float(grad_norm), "lr": lr,
+            "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
+            "rollout_tokens_per_s": sampled / max(t1 - t0, 1e-9), "sampled_tokens": sampled,
+        }
+
+    # ----------------------------------------------------------------- evaluation and checkpoints
+    def validate(self, step: int) -> float:
+        cfg = self.cfg
+        result = evaluate(self.policy, self.tokenizer, self.task, self.validation, samples=0,
+                          max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
+                          chat_template=cfg.chat_template, seed=cfg.seed)
+        accuracy = result["metrics"]["greedy"]
+        out = self.run_dir / "evaluations"
+        out.mkdir(exist_ok=True)
+        (out / f"validation-step-{step:06d}.json").write_text(json.dumps({"step": step, **result}, indent=1))
+        if accuracy > self.best_accuracy:
+            self.best_accuracy = accuracy
+            save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora)
+        return accuracy
+
+    def save_checkpoint(self, step: int) -> None:
+        ckpt_root = self.run_dir / "checkpoints"
+        path = ckpt_root / f"step-{step:06d}"
+        self.acc.save_state(str(path))
+        if self.acc.is_main_process:
+            # Written last: a checkpoint without it is incomplete and ignored on resume.
+            (path / "trainer_state.json").write_text(json.dumps(
+                {"step": step, "best_accuracy": self.best_accuracy}))
+            done = sorted(p for p in ckpt_root.glob("step-*") if (p / "trainer_state.json").exists())
+            for old in done[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+
+    def maybe_resume(self) -> None:
+        done = sorted(p for p in (self.run_dir / "checkpoints").glob("step-*") if (p / "trainer_state.json").exists())
+        if not done:
+            self.acc.print(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}, starting fresh")
+            return
+        self.acc.load_state(str(done[-1]))
+        state = json.loads((done[-1] / "trainer_state.json").read_text())
+        self.step_index, self.best_accuracy = state["step"], state["best_accuracy"]
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists() and self.acc.is_main_process:  # drop steps that were not checkpointed
+            kept = [l for l in metrics.read_text().splitlines() if l and json.loads(l).get("step", 0) <= self.step_index]
+            metrics.write_text("".join(l + "\n" for l in kept))
+        self.acc.print(f"resumed from {done[-1]} at step {self.step_index}")
+
+    # ----------------------------------------------------------------- the run
+    def _request_stop(self, signum, frame):
+        if self._stop_requested:  # asked twice: stop now, losing only the step in flight
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        self.acc.print("\nstop requested: finishing this step, then saving a checkpoint "
+                       "(press Ctrl-C again to abandon it)")
+
+    def train(self) -> Path:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.resume:
+            self.maybe_resume()
+        elif (self.run_dir / "checkpoints").exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run: pass --resume or another --output-dir")
+        if self.acc.is_main_process:
+            save_yaml(cfg, self.run_dir / "config.yaml")
+        self.acc.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.acc.is_main_process,
+                   desc="latro", dynamic_ncols=True)
+        accuracy = None
+        try:
+            while self.step_index < self.total_steps and not self._stop_requested:
+                metrics = self.step(self.step_index)
+                self.step_index += 1
+                last = self.step_index == self.total_steps
+                due = last or (cfg.eval_every and self.step_index % cfg.eval_every == 0)
+                if self.acc.is_main_process and due:
+                    accuracy = metrics["validation_accuracy"] = self.validate(self.step_index)
+                self.acc.wait_for_everyone()
+                self._log(metrics)
+                bar.set_postfix(reward=f"{metrics['reward_mean']:.2f}",
+                                acc="-" if accuracy is None else f"{accuracy:.3f}")
+                bar.update(1)
+                if self.step_index % cfg.save_every == 0 or last:
+                    self.save_checkpoint(self.step_index)
+            if self._stop_requested and self.step_index % cfg.save_every:
+                self.save_checkpoint(self.step_index)
+        finally:
+            bar.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.acc.end_training()
+        if self.step_index >= self.total_steps and self.acc.is_main_process:
+            save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
+            self.acc.print(f"model saved to {self.run_dir / 'model'}")
+        return self.run_dir
+
+    def _log(self, metrics: dict) -> None:
+        if self.acc.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+        self.acc.log(metrics, step=metrics["step"])
