@@ -72,27 +72,27 @@ class Trainer:
     # ----------------------------------------------------------------- setup
     def _load_data(self):
         cfg, context = self.cfg, None
-        self.train = self.task.load("train")
+        self.train_set = self.task.load("train")
         if cfg.train_limit:
-            self.train = self.train[: cfg.train_limit]
-        self.validation = self.task.load("validation")
+            self.train_set = self.train_set[: cfg.train_limit]
+        self.validation_set = self.task.load("validation")
         if cfg.eval_limit:
-            self.validation = self.validation[: cfg.eval_limit]
-        self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train]
+            self.validation_set = self.validation_set[: cfg.eval_limit]
+        self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
         context = getattr(self.tokenizer, "model_max_length", None)
         budget = cfg.max_rationale_tokens + 32  # room for the gold answer
         fits = [i for i, p in enumerate(self.prompts) if context is None or context > 10**8
                 or len(p) + budget <= context]
-        self.skipped_long = len(self.train) - len(fits)
+        self.skipped_long = len(self.train_set) - len(fits)
         if self.skipped_long:
             self.acc.print(f"skipping {self.skipped_long} training questions whose prompt + "
                            f"{budget} tokens exceeds the {context}-token context")
-            self.train = [self.train[i] for i in fits]
+            self.train_set = [self.train_set[i] for i in fits]
             self.prompts = [self.prompts[i] for i in fits]
         per_step = cfg.questions_per_step * self.acc.num_processes
-        if len(self.train) < per_step:
-            raise ValueError(f"{len(self.train)} training questions, fewer than one step's {per_step}")
-        self.steps_per_epoch = len(self.train) // per_step
+        if len(self.train_set) < per_step:
+            raise ValueError(f"{len(self.train_set)} training questions, fewer than one step's {per_step}")
+        self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
 
     def _build_model(self):
@@ -132,7 +132,7 @@ class Trainer:
         """This process's questions at a step: epoch-wise seeded permutations of the training set."""
         per_step = self.cfg.questions_per_step * self.acc.num_processes
         epoch, offset = divmod(step, self.steps_per_epoch)
-        order = list(range(len(self.train)))
+        order = list(range(len(self.train_set)))
         random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
         start = offset * per_step + self.acc.process_index * self.cfg.questions_per_step
         return order[start : start + self.cfg.questions_per_step]
@@ -141,7 +141,7 @@ class Trainer:
     def step(self, step: int) -> dict:
         cfg, tok = self.cfg, self.tokenizer
         indices = self.batch_indices(step)
-        examples = [self.train[i] for i in indices for _ in range(cfg.num_samples)]
+        examples = [self.train_set[i] for i in indices for _ in range(cfg.num_samples)]
         generator = torch.Generator(device=self.acc.device).manual_seed(
             cfg.seed * 1_000_003 + step * 97 + self.acc.process_index)
 
@@ -174,6 +174,7 @@ class Trainer:
             reward=reward, stopped=stopped, group_size=cfg.num_samples, beta=self.beta,
             gamma=cfg.nonstop_gamma, answer_weight=cfg.answer_weight, estimator=self.estimator)
         t2 = time.perf_counter()
+        self.last_batch = (batch, rollouts)  # for inspection and the benchmark
 
         self.acc.backward(objective.loss)
         grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), cfg.max_grad_norm) \
@@ -199,7 +200,7 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
         cfg = self.cfg
-        result = evaluate(self.policy, self.tokenizer, self.task, self.validation, samples=0,
+        result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
                           max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
                           chat_template=cfg.chat_template, seed=cfg.seed)
         accuracy = result["metrics"]["greedy"]

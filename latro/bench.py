@@ -1,0 +1,101 @@
+"""Benchmark: time LaTRO training steps per phase, and in the same process the bare parts no
+step can avoid (transformers' `generate` for the same number of tokens, one forward+backward
+and AdamW step over the same sequences, one reference forward), plus peak memory.
+
+    latro bench --model SmolLM2-135M-Instruct.Q4_1.gguf --task gsm8k --data-dir data/gsm8k \
+        --questions-per-step 2 --num-samples 4 --max-rationale-tokens 200 --lr 5e-7 --beta 0.05
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from latro.config import TrainConfig
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def _bare_parts(trainer, batch, rollouts) -> dict:
+    """Plain transformers on the step's own prompts and sequences."""
+    policy, tok = trainer.policy, trainer.tokenizer
+    longest = max(r.num_sampled for r in rollouts)
+    prompts = [r.prompt_ids for r in rollouts]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    policy.eval()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                        max_new_tokens=longest, min_new_tokens=longest, pad_token_id=tok.pad_token_id)
+    t1 = time.perf_counter()
+    labels = batch.input_ids.masked_fill(batch.segments == 0, -100)
+    policy.train()
+    out = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels)
+    out.loss.backward()
+    t2 = time.perf_counter()
+    trainer.optimizer.step()  # lr is tiny; this perturbs nothing that is measured afterwards
+    trainer.optimizer.zero_grad(set_to_none=True)
+    t3 = time.perf_counter()
+    ref = trainer.ref if trainer.ref is not None else policy
+    with torch.no_grad():
+        ref(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    t4 = time.perf_counter()
+    return {"generate": t1 - t0, "forward_backward": t2 - t1, "optimizer": t3 - t2, "reference_forward": t4 - t3,
+            "generated_tokens": longest * len(rollouts)}
+
+
+def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
+    from latro.trainer import Trainer
+
+    cfg = replace(cfg, output_dir=tempfile.mkdtemp(prefix="latro-bench-"), eval_every=0,
+                  max_steps=max(cfg.max_steps, repeats))
+    torch.manual_seed(cfg.seed)
+    trainer = Trainer(cfg)
+    steps, bare, history = [], [], []
+    for i in range(repeats):
+        metrics = trainer.step(i)
+        history.append(trainer.last_batch)
+        metrics["total"] = metrics["time_generate"] + metrics["time_score"] + metrics["time_update"]
+        steps.append(metrics)
+        print(f"step {i + 1}: generate {metrics['time_generate']:.1f}s  score {metrics['time_score']:.1f}s  "
+              f"update {metrics['time_update']:.1f}s  total {metrics['total']:.1f}s  "
+              f"{metrics['rollout_tokens_per_s']:.0f} rollout tok/s  rationale {metrics['rationale_tokens']:.0f} tok",
+              flush=True)
+    peak = peak_rss_gib()
+    for i in range(repeats):
+        batch, rollouts = history[i]
+        parts = _bare_parts(trainer, batch, rollouts)
+        parts["sum"] = parts["generate"] + parts["forward_backward"] + parts["optimizer"] + parts["reference_forward"]
+        bare.append(parts)
+    median = lambda rows, key: statistics.median(r[key] for r in rows)
+    result = {
+        "config": {k: getattr(cfg, k) for k in ("model", "dtype", "questions_per_step", "num_samples",
+                                                  "max_rationale_tokens", "lr", "beta", "lora_r",
+                                                  "gradient_checkpointing")},
+        "steps": steps, "bare": bare, "peak_rss_gib_latro": peak,
+        "median_step_s": median(steps, "total"), "median_bare_sum_s": median(bare, "sum"),
+    }
+    result["step_over_bare"] = statistics.median(s["total"] / b["sum"] for s, b in zip(steps, bare))
+    print(f"\nlatro step, median of {repeats}: {result['median_step_s']:.1f}s "
+          f"(generate {median(steps, 'time_generate'):.1f}, score {median(steps, 'time_score'):.1f}, "
+          f"update {median(steps, 'time_update'):.1f}); rollout {median(steps, 'rollout_tokens_per_s'):.0f} tok/s")
+    print(f"bare parts, median: {result['median_bare_sum_s']:.1f}s (generate {median(bare, 'generate'):.1f}, "
+          f"forward+backward {median(bare, 'forward_backward'):.1f}, AdamW {median(bare, 'optimizer'):.1f}, "
+          f"reference forward {median(bare, 'reference_forward'):.1f}); generate "
+          f"{statistics.median(b['generated_tokens'] / b['generate'] for b in bare):.0f} tok/s")
+    print(f"latro step / bare sum: {result['step_over_bare']:.2f}   peak RSS during latro steps: {peak:.2f} GiB")
+    out = Path(cfg.output_dir) / "bench.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(f"written to {out}")
+    return result

@@ -1,0 +1,20 @@
+"""Tasks: datasets with their prompts, teacher-forced answer texts and answer parsers."""
+
+from __future__ import annotations
+
+from latro.tasks.arc import ARCChallenge
+from latro.tasks.base import DataError, Example, Task
+from latro.tasks.gsm8k import GSM8K
+from latro.tasks.jsonl import JsonlTask
+
+TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "arc_challenge": ARCChallenge, "jsonl": JsonlTask}
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """Instantiate the task registered as `name` with its constructor's keyword arguments."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = ["ARCChallenge", "DataError", "Example", "GSM8K", "JsonlTask", "TASKS", "Task", "get_task"]

@@ -1,0 +1,108 @@
+"""End to end on a tiny model: `latro train` writes every run file, stops and resumes exactly,
+and `latro eval` reads the result."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from latro.cli import main
+from latro.config import TrainConfig
+from latro.trainer import Trainer
+
+
+def train_args(model_dir, data, out, *extra):
+    return ["train", "--model", str(model_dir), "--task", "jsonl",
+            "--train-file", str(data / "train.jsonl"), "--validation-file", str(data / "validation.jsonl"),
+            "--test-file", str(data / "test.jsonl"), "--output-dir", str(out),
+            "--num-samples", "2", "--questions-per-step", "2", "--max-rationale-tokens", "8",
+            "--lr", "1e-3", "--eval-every", "2", "--eval-limit", "3", "--eval-max-new-tokens", "6",
+            "--save-every", "2", "--seed", "0", *extra]
+
+
+def test_train_writes_run_files_then_resumes(tiny_model_dir, arith_files, tmp_path):
+    out = tmp_path / "run"
+    main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "3"))
+    assert (out / "config.yaml").exists()
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3]
+    for key in ("reward_mean", "reward_std", "kl", "answer_logp", "rationale_tokens", "stopped_fraction",
+                "loss", "grad_norm", "lr", "time_generate", "time_score", "time_update", "rollout_tokens_per_s"):
+        assert all(isinstance(m[key], float) for m in lines), key
+    assert "validation_accuracy" in lines[1] and "validation_accuracy" in lines[2]
+    assert sorted(p.name for p in (out / "evaluations").iterdir()) == [
+        "validation-step-000002.json", "validation-step-000003.json"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+    for name in ("model", "best-model"):
+        assert (out / name / "model.safetensors").exists() and (out / name / "config.json").exists()
+    # The saved model is the trained one, and transformers loads it back.
+    from transformers import AutoModelForCausalLM
+
+    trained = AutoModelForCausalLM.from_pretrained(out / "model")
+    initial = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not torch.equal(p, initial[n]) for n, p in trained.state_dict().items() if n in initial)
+
+    main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "5", "--resume"))
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4, 5]
+
+    main(["eval", "--model", str(out / "model"), "--task", "jsonl", "--test-file", str(arith_files / "test.jsonl"),
+          "--split", "test", "--limit", "3", "--samples", "2", "--max-new-tokens", "6"])
+    report = json.loads((out / "model" / "eval-jsonl-test.json").read_text())
+    assert report["n"] == 3 and set(report["metrics"]) == {"greedy", "maj@2", "pass@2"}
+    assert len(report["records"]) == 3 and len(report["records"][0]["samples"]) == 2
+
+
+def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp_path):
+    """Stopping mid-run (SIGTERM / Ctrl-C) saves a checkpoint; resuming reproduces the straight run."""
+    def config(out, resume=False):
+        return TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(arith_files / "train.jsonl"),
+                           validation_file=str(arith_files / "validation.jsonl"), output_dir=str(out),
+                           num_samples=2, questions_per_step=2, max_rationale_tokens=8, lr=1e-3,
+                           eval_every=0, eval_limit=2, eval_max_new_tokens=4, save_every=100,
+                           max_steps=4, resume=resume)
+
+    Trainer(config(tmp_path / "straight")).train()
+
+    interrupted = Trainer(config(tmp_path / "stopped"))
+    step = interrupted.step
+
+    def step_then_stop(i):
+        metrics = step(i)
+        if i == 1:
+            interrupted._request_stop(None, None)
+        return metrics
+
+    interrupted.step = step_then_stop
+    interrupted.train()
+    assert not (tmp_path / "stopped" / "model").exists()
+    assert (tmp_path / "stopped" / "checkpoints" / "step-000002" / "trainer_state.json").exists()
+    Trainer(config(tmp_path / "stopped", resume=True)).train()
+
+    losses = lambda run: [json.loads(l)["loss"] for l in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    assert losses("stopped") == pytest.approx(losses("straight"), rel=1e-6)
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "stopped" / "model" / "model.safetensors")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor)
+
+
+def test_existing_run_directory_is_not_overwritten(tiny_model_dir, arith_files, tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--max-steps", "1"))
+
+
+def test_yaml_config_and_flags(tiny_model_dir, arith_files, tmp_path):
+    (tmp_path / "run.yaml").write_text("num_samples: 3\nbeta: 0.25\nlr: 2.0e-4\n")
+    from latro.config import add_arguments, from_args
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, TrainConfig)
+    cfg = from_args(TrainConfig, parser.parse_args(["--config", str(tmp_path / "run.yaml"), "--lr", "1e-5"]))
+    assert (cfg.num_samples, cfg.beta, cfg.lr, cfg.questions_per_step) == (3, 0.25, 1e-5, 3)
+    (tmp_path / "bad.yaml").write_text("num_sample: 3\n")
+    with pytest.raises(ValueError, match="num_sample"):
+        from_args(TrainConfig, parser.parse_args(["--config", str(tmp_path / "bad.yaml")]))
