@@ -41,9 +41,17 @@ def _bare_parts(trainer, batch, rollouts) -> dict:
     t1 = time.perf_counter()
     labels = batch.input_ids.masked_fill(batch.segments == 0, -100)
     policy.train()
+    flag = ("is_activation_checkpointing" if hasattr(policy, "is_activation_checkpointing")
+            else "is_gradient_checkpointing")
+    checkpointing = getattr(policy, flag, False)
+    if checkpointing:  # the bare pass is plain transformers, without recomputation
+        policy.gradient_checkpointing_disable()
+    t1 = time.perf_counter()
     out = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels)
     out.loss.backward()
     t2 = time.perf_counter()
+    if checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainer.optimizer.step()  # lr is tiny; this perturbs nothing that is measured afterwards
     trainer.optimizer.zero_grad(set_to_none=True)
     t3 = time.perf_counter()

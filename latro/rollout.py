@@ -14,6 +14,7 @@ Sampling is plain temperature sampling (the paper's setting); temperature 0 is g
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,12 @@ def _select_rows(cache: StaticCache, rows: torch.Tensor) -> None:
             layer.batch_size = len(rows)
 
 
+def _cache_keyword(model) -> str:
+    # transformers 5.24 renamed `past_key_values` to `cache`; accept both generations.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
 @torch.inference_mode()
 def sample(
     model,
@@ -127,8 +134,9 @@ def sample(
     # Full-width padding mask; positions not yet written are hidden by the causal mask.
     mask = torch.cat([mask, mask.new_ones((len(prompts), max_new_tokens))], dim=1)
     cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
+    cache_kw = {_cache_keyword(model): cache}
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
+                use_cache=True, logits_to_keep=1, **cache_kw)
     _select_rows(cache, torch.arange(len(prompts), device=device).repeat_interleave(num_samples))
     logits = out.logits[:, -1].repeat_interleave(num_samples, 0)
     mask = mask.repeat_interleave(num_samples, 0)
@@ -152,7 +160,7 @@ def sample(
             active, tokens = active[keep_t], tokens[keep_t]
             mask, next_pos = mask[keep_t], next_pos[keep_t]
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True)
+                    use_cache=True, **cache_kw)
         logits, next_pos = out.logits[:, -1], next_pos + 1
     return [_finish(matcher, r // num_samples, prompts[r // num_samples], generated[r])
             for r in range(total)]

@@ -62,16 +62,17 @@ class Trainer:
         self.beta = cfg.beta if cfg.beta is not None else PAPER_BETA.get(cfg.task, 0.05)
         self.task = build_task(cfg)
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
-        self._load_data()
-        self._build_model()
+        model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
+        self._load_data(getattr(model.config, "max_position_embeddings", None))
+        self._build_model(model)
         self.reward_fn = get_reward(cfg.reward)
         self.estimator = get_estimator(cfg.estimator)
         self.step_index, self.best_accuracy = 0, -1.0
         self._stop_requested = False
 
     # ----------------------------------------------------------------- setup
-    def _load_data(self):
-        cfg, context = self.cfg, None
+    def _load_data(self, context: int | None):
+        cfg = self.cfg
         self.train_set = self.task.load("train")
         if cfg.train_limit:
             self.train_set = self.train_set[: cfg.train_limit]
@@ -79,10 +80,8 @@ class Trainer:
         if cfg.eval_limit:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
-        context = getattr(self.tokenizer, "model_max_length", None)
         budget = cfg.max_rationale_tokens + 32  # room for the gold answer
-        fits = [i for i, p in enumerate(self.prompts) if context is None or context > 10**8
-                or len(p) + budget <= context]
+        fits = [i for i, p in enumerate(self.prompts) if context is None or len(p) + budget <= context]
         self.skipped_long = len(self.train_set) - len(fits)
         if self.skipped_long:
             self.acc.print(f"skipping {self.skipped_long} training questions whose prompt + "
@@ -95,9 +94,8 @@ class Trainer:
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
 
-    def _build_model(self):
+    def _build_model(self, model):
         cfg = self.cfg
-        model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
@@ -107,7 +105,8 @@ class Trainer:
         elif self.beta > 0:
             self.ref = frozen_copy(model).to(self.acc.device)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: one in-place kernel per tensor, no temporary copies of the whole model.
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         warmup, total = cfg.warmup_steps, self.total_steps
 
         def schedule(step: int) -> float:

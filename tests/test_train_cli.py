@@ -106,3 +106,36 @@ def test_yaml_config_and_flags(tiny_model_dir, arith_files, tmp_path):
     (tmp_path / "bad.yaml").write_text("num_sample: 3\n")
     with pytest.raises(ValueError, match="num_sample"):
         from_args(TrainConfig, parser.parse_args(["--config", str(tmp_path / "bad.yaml")]))
+
+
+def test_lora_uses_the_adapter_free_model_as_reference_and_saves_merged_or_adapter(
+        tiny_model_dir, arith_files, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    main(train_args(tiny_model_dir, arith_files, tmp_path / "merged", "--max-steps", "2", "--lora-r", "4",
+                    "--eval-every", "0"))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged" / "model")
+    initial = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not torch.equal(p, initial[n]) for n, p in merged.state_dict().items() if n in initial)
+    assert not any("lora" in n for n in merged.state_dict())
+
+    cfg = TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(arith_files / "train.jsonl"),
+                      validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "adapter"),
+                      num_samples=2, questions_per_step=2, max_rationale_tokens=8, lr=1e-3, lora_r=4,
+                      merge_lora=False, eval_every=0, eval_limit=2, eval_max_new_tokens=4, max_steps=1)
+    trainer = Trainer(cfg)
+    assert trainer.ref is None  # pi_0 is the policy with its adapter disabled: no second copy
+    trainer.train()
+    assert (tmp_path / "adapter" / "model" / "adapter_model.safetensors").exists()
+
+
+def test_prompts_longer_than_the_context_are_skipped_and_counted(tiny_model_dir, arith_files, tmp_path):
+    long_file = tmp_path / "train.jsonl"
+    lines = (arith_files / "train.jsonl").read_text().splitlines()
+    lines.append(json.dumps({"question": "What is " + " + ".join(["7"] * 400) + "?", "answer": "2800"}))
+    long_file.write_text("\n".join(lines) + "\n")
+    cfg = TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(long_file),
+                      validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "run"),
+                      num_samples=2, questions_per_step=2, max_rationale_tokens=8)
+    trainer = Trainer(cfg)
+    assert trainer.skipped_long == 1 and len(trainer.train_set) == len(lines) - 1
