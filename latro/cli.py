@@ -1,5 +1,6 @@
-"""The `latro` command line: train, eval, bench.
+"""The `latro` command line: train, sft, eval, bench.
 
+    latro train                      # no model: the built-in demonstration (see latro/demo)
     latro train --model HuggingFaceTB/SmolLM2-135M-Instruct --task gsm8k --data-dir data/gsm8k
     latro eval --model runs/latro/model --task gsm8k --split test --limit 200 --samples 8
     latro bench --model model.gguf --task gsm8k --data-dir data/gsm8k
@@ -18,7 +19,25 @@ from latro import config as C
 def _train(args) -> None:
     from latro.trainer import Trainer
 
-    Trainer(C.from_args(C.TrainConfig, args)).train()
+    cfg = C.from_args(C.TrainConfig, args)
+    if cfg.model is None:  # a newcomer's first command: the built-in demonstration
+        from latro import demo
+
+        cfg = C.from_args(C.TrainConfig, args, preset=demo.PRESET)
+        if "output_dir" not in vars(args):
+            cfg.output_dir = demo.free_run_dir(cfg.output_dir)
+        demo.run_demo(cfg)
+        return
+    Trainer(cfg).train()
+
+
+def _sft(args) -> None:
+    from latro.sft import SFTTrainer
+
+    cfg = C.from_args(C.TrainConfig, args)
+    if cfg.model is None:
+        raise SystemExit("latro sft: --model is required")
+    SFTTrainer(cfg).train()
 
 
 def _eval(args) -> None:
@@ -78,9 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     return_freed_memory_to_the_os()
     parser = argparse.ArgumentParser(prog="latro", description="Self-rewarding reasoning training (LaTRO).")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="Train a causal LM with LaTRO.")
+    train = sub.add_parser("train", help="Train a causal LM with LaTRO (no --model: the built-in demonstration).")
     C.add_arguments(train, C.TrainConfig)
     train.set_defaults(run=_train)
+    sft = sub.add_parser("sft", help="Supervised fine-tuning on gold rationales (the paper's SFT baseline).")
+    C.add_arguments(sft, C.TrainConfig)
+    sft.set_defaults(run=_sft)
     ev = sub.add_parser("eval", help="Greedy accuracy, maj@K and pass@K on a task split.")
     C.add_arguments(ev, C.EvalConfig)
     ev.set_defaults(run=_eval)

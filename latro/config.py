@@ -22,7 +22,8 @@ def _f(default, help: str, **kw):
 
 @dataclass
 class ModelConfig:
-    model: str | None = _f(None, "Hub id, local directory, or .gguf file of a causal LM.")
+    model: str | None = _f(None, "Hub id, local directory, or .gguf file of a causal LM "
+                                        "(`latro train` without one runs the built-in demonstration).")
     tokenizer: str | None = _f(None, "Tokenizer to use, if not the model's own.")
     dtype: str = _f("float32", "Weights dtype: float32, bfloat16 or float16 (the paper: bf16 on H100).",
                     choices=["float32", "bfloat16", "float16"])
@@ -117,9 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
         parser.add_argument(flag, **kw)
 
 
-def from_args(cls, args: argparse.Namespace):
-    """Dataclass from defaults <- YAML file <- flags."""
-    values: dict[str, Any] = {}
+def from_args(cls, args: argparse.Namespace, preset: dict[str, Any] | None = None):
+    """Dataclass from defaults <- preset <- YAML file <- flags."""
+    values: dict[str, Any] = dict(preset or {})
     if getattr(args, "config", None):
         values.update(load_yaml(args.config, cls))
     values.update({k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(cls)}})

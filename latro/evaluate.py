@@ -27,11 +27,13 @@ def majority(answers: list[str | None]) -> str | None:
 def _generate(model, tokenizer, task, examples, *, num_samples, temperature, max_new_tokens,
               batch_size, chat_template, generator):
     stops = stop_token_ids(tokenizer, model)
+    context = getattr(model.config, "max_position_embeddings", None) or 10**9
     completions: list[list[str]] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         prompts = [encode_prompt(tokenizer, task, ex, chat_template) for ex in chunk]
-        rollouts = sample(model, tokenizer, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens,
+        budget = max(1, min(max_new_tokens, context - max(map(len, prompts))))  # never past the context
+        rollouts = sample(model, tokenizer, prompts, num_samples=num_samples, max_new_tokens=budget,
                           temperature=temperature, stop_patterns=[], stop_token_ids=stops,
                           generator=generator)
         for i in range(len(chunk)):

@@ -34,3 +34,15 @@ def answer_ids(tokenizer, task: Task, example: Example, rollout: Rollout) -> lis
         prefix = "" if not rollout.rationale or rollout.rationale[-1].isspace() else " "
     ids = tokenizer(prefix + task.answer_text(example), add_special_tokens=False).input_ids
     return ids + [tokenizer.eos_token_id]
+
+
+def sft_target_ids(tokenizer, task: Task, example: Example, prompt_ids: list[int]) -> tuple[list[int], list[int]]:
+    """(rationale, answer) token ids of the gold solution, as a model would write it after the
+    prompt: a line break first unless the prompt already ends in whitespace (chat templates do)."""
+    if not example.rationale:
+        raise ValueError(f"example {example.id} has no gold rationale")
+    ends_in_space = tokenizer.decode(prompt_ids[-1:])[-1:].isspace()
+    rationale = tokenizer(("" if ends_in_space else "\n") + example.rationale.strip(),
+                          add_special_tokens=False).input_ids
+    answer = tokenizer("\n" + task.answer_text(example), add_special_tokens=False).input_ids
+    return rationale, answer + [tokenizer.eos_token_id]

@@ -51,6 +51,9 @@ def build_task(cfg):
 
 
 class Trainer:
+    uses_reference = True  # a frozen pi_0 for the KL term (subclasses without one set False)
+    label = "latro"
+
     def __init__(self, cfg: TrainConfig):
         if not cfg.model:
             raise ValueError("no model given: pass --model (hub id, directory or .gguf file)")
@@ -73,7 +76,7 @@ class Trainer:
     # ----------------------------------------------------------------- setup
     def _load_data(self, context: int | None):
         cfg = self.cfg
-        self.train_set = self.task.load("train")
+        self.train_set = self.select_training(self.task.load("train"))
         if cfg.train_limit:
             self.train_set = self.train_set[: cfg.train_limit]
         self.validation_set = self.task.load("validation")
@@ -94,6 +97,10 @@ class Trainer:
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
 
+    def select_training(self, examples):
+        """The training questions this trainer can use (all of them for LaTRO)."""
+        return examples
+
     def _build_model(self, model):
         cfg = self.cfg
         if cfg.gradient_checkpointing:
@@ -102,7 +109,7 @@ class Trainer:
         self.ref = None
         if cfg.lora_r > 0:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        elif self.beta > 0:
+        elif self.beta > 0 and self.uses_reference:
             self.ref = frozen_copy(model).to(self.acc.device)
         params = [p for p in model.parameters() if p.requires_grad]
         # fused: one in-place kernel per tensor, no temporary copies of the whole model.
@@ -258,7 +265,7 @@ class Trainer:
         self.acc.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.acc.is_main_process,
-                   desc="latro", dynamic_ncols=True)
+                   desc=self.label, dynamic_ncols=True)
         accuracy = None
         try:
             while self.step_index < self.total_steps and not self._stop_requested:
@@ -270,7 +277,8 @@ class Trainer:
                     accuracy = metrics["validation_accuracy"] = self.validate(self.step_index)
                 self.acc.wait_for_everyone()
                 self._log(metrics)
-                bar.set_postfix(reward=f"{metrics['reward_mean']:.2f}",
+                shown = {"reward": metrics["reward_mean"]} if "reward_mean" in metrics else {"loss": metrics["loss"]}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()},
                                 acc="-" if accuracy is None else f"{accuracy:.3f}")
                 bar.update(1)
                 if self.step_index % cfg.save_every == 0 or last:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from latro.tasks.arc import ARCChallenge
+from latro.tasks.arithmetic import Arithmetic, ArithmeticEasy
 from latro.tasks.base import DataError, Example, Task
 from latro.tasks.gsm8k import GSM8K
 from latro.tasks.jsonl import JsonlTask
 
-TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "arc_challenge": ARCChallenge, "jsonl": JsonlTask}
+TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "arc_challenge": ARCChallenge, "jsonl": JsonlTask,
+                                "arithmetic": Arithmetic, "arithmetic_easy": ArithmeticEasy}
 
 
 def get_task(name: str, **kwargs) -> Task:
@@ -17,4 +19,4 @@ def get_task(name: str, **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["ARCChallenge", "DataError", "Example", "GSM8K", "JsonlTask", "TASKS", "Task", "get_task"]
+__all__ = ["ARCChallenge", "Arithmetic", "ArithmeticEasy", "DataError", "Example", "GSM8K", "JsonlTask", "TASKS", "Task", "get_task"]
