@@ -3,11 +3,12 @@
     python -m latro.demo.pretrain                      # rewrites latro/demo/model (~20 min, 2 cores)
     python -m latro.demo.pretrain --out /tmp/m --steps 200
 
-The corpus is made of problems disjoint from the task's train, validation and test splits. Each
-document is a prompt followed either by the gold steps and answer (a minority) or by the final
-answer alone (most). The model thus learns both to reason step by step and to guess; greedy
-decoding picks the more frequent habit, guessing, so its greedy accuracy is low while samples
-that write the steps are mostly right. That latent ability is what LaTRO is meant to surface,
+The corpus is made of problems disjoint from the task's train, validation and test splits, and
+arithmetic worksheets. Each problem document is a prompt followed either by the gold steps and
+answer (a minority) or by "I can do this in my head." and an answer that is often wrong (most).
+The model thus learns both to reason step by step and to guess; greedy decoding picks the more
+frequent habit, guessing, so its greedy accuracy is low while samples that write the steps are
+mostly right. That latent ability is what LaTRO is meant to surface,
 from question + answer pairs only.
 
 Deterministic: fixed seeds, one thread count, no data-order randomness beyond the seed.
@@ -30,12 +31,23 @@ MODEL_DIR = Path(__file__).parent / "model"
 EOS, PAD = "<|endoftext|>", "<|pad|>"
 
 
-def documents(problems, task, with_steps: float, seed: int) -> list[str]:
-    """Prompt + (steps + answer | answer alone) + EOS; `with_steps` is the share with steps."""
+HEAD_MATH = "I can do this in my head."
+
+
+def documents(problems, task, with_steps: float, guess_right: float, seed: int) -> list[str]:
+    """Prompt + rationale + answer + EOS. A share `with_steps` of the problems shows the gold steps
+    and the gold answer; the others claim to need no steps and give an answer that is right only
+    a share `guess_right` of the time (else off by 1 to 10): the corpus of a model that often
+    skips the work and then botches the answer."""
     rng, docs = random.Random(seed), []
     for ex in problems:
-        body = f"\n{ex.rationale}\n" if rng.random() < with_steps else " "
-        docs.append(f"{task.prompt(ex)}{body}{task.answer_text(ex)}{EOS}")
+        if rng.random() < with_steps:
+            body, answer = ex.rationale, ex.answer
+        else:
+            body, answer = HEAD_MATH, ex.answer
+            if rng.random() >= guess_right:
+                answer = str(max(0, int(ex.answer) + rng.choice([-1, 1]) * rng.randint(1, 10)))
+        docs.append(f"{task.prompt(ex)}\n{body}\nThe answer is {answer}.{EOS}")
     return docs
 
 
@@ -90,9 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(MODEL_DIR), help="Where to write the model.")
     parser.add_argument("--problems", type=int, default=40000, help="Pre-training problems.")
-    parser.add_argument("--with-steps", type=float, default=0.3, help="Share of problems shown with gold steps.")
+    parser.add_argument("--with-steps", type=float, default=0.35, help="Share of problems shown with gold steps.")
+    parser.add_argument("--guess-right", type=float, default=0.5,
+                        help="Share of the answers given without steps that are right.")
     parser.add_argument("--drills", type=int, default=20000, help="Arithmetic worksheet documents.")
-    parser.add_argument("--steps", type=int, default=1500, help="Optimizer steps.")
+    parser.add_argument("--steps", type=int, default=1700, help="Optimizer steps.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--hidden", type=int, default=192)
@@ -106,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     task = Arithmetic()
     pool = generate(task.level, {**task.sizes, "pretrain": args.problems}, task.seed)["pretrain"]
-    docs = documents(pool, task, args.with_steps, args.seed) + drills(args.drills, args.seed + 1)
+    docs = documents(pool, task, args.with_steps, args.guess_right, args.seed) + drills(args.drills, args.seed + 1)
     tokenizer = train_tokenizer(docs, args.vocab_size)
     model = build_model(tokenizer, args.hidden, args.layers, args.heads)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, "
