@@ -1,6 +1,6 @@
 """The built-in demonstration: `latro train` with no model trains the shipped hidden reasoner.
 
-    latro train                 # ~5 minutes on a 2-core laptop CPU, no download, no GPU
+    latro train                 # ~7 minutes on a 2-core laptop CPU, no download, no GPU
     latro train --seed 1        # any setting can still be overridden
 
 The shipped model (latro/demo/model, pre-trained by `python -m latro.demo.pretrain`) has seen
