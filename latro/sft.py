@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from latro.prompts import sft_target_ids
 from latro.scorer import RATIONALE, make_batch
 from latro.trainer import Trainer
@@ -46,16 +44,10 @@ class SFTTrainer(Trainer):
         self.policy.train()
         token_logp = self.scorer(batch.input_ids, batch.attention_mask, batch.segments)
         loss = -token_logp.mean()
-        self.acc.backward(loss)
-        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm) \
-            if self.cfg.max_grad_norm > 0 else torch.tensor(float("nan"))
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm, lr = self.update(loss)
         scored = batch.segments[:, 1:]
         return {
             "step": step + 1, "epoch": (step + 1) / self.steps_per_epoch, "loss": loss.item(),
             "rationale_tokens": (scored == RATIONALE).sum().item() / len(indices),
-            "grad_norm": float(grad_norm), "lr": lr, "time_update": time.perf_counter() - t0,
+            "grad_norm": grad_norm, "lr": lr, "time_update": time.perf_counter() - t0,
         }

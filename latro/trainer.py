@@ -182,13 +182,7 @@ class Trainer:
         t2 = time.perf_counter()
         self.last_batch = (batch, rollouts)  # for inspection and the benchmark
 
-        self.acc.backward(objective.loss)
-        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), cfg.max_grad_norm) \
-            if cfg.max_grad_norm > 0 else torch.tensor(float("nan"))
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm, lr = self.update(objective.loss)
         t3 = time.perf_counter()
 
         sampled = sum(r.num_sampled for r in rollouts)
@@ -202,6 +196,17 @@ class Trainer:
             "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
             "rollout_tokens_per_s": sampled / max(t1 - t0, 1e-9), "sampled_tokens": sampled,
         }
+
+    def update(self, loss: torch.Tensor) -> tuple[float, float]:
+        """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used)."""
+        self.acc.backward(loss)
+        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm) \
+            if self.cfg.max_grad_norm > 0 else torch.tensor(float("nan"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm), lr
 
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:

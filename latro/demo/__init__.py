@@ -42,8 +42,9 @@ def steps_breakdown(result: dict) -> dict:
     counts = {True: [0, 0], False: [0, 0]}
     for record in result["records"]:
         for s in record.get("samples", []):
-            counts[writes_steps(s["completion"])][0] += s["correct"]
-            counts[writes_steps(s["completion"])][1] += 1
+            tally = counts[writes_steps(s["completion"])]
+            tally[0] += s["correct"]
+            tally[1] += 1
     return {("with_steps" if k else "without_steps"): {"accuracy": c / n if n else None, "samples": n}
             for k, (c, n) in counts.items()}
 

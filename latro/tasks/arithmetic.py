@@ -19,8 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from latro.tasks.base import SPLITS, Example, Task, check_split
-from latro.tasks.gsm8k import parse_number, same_number
+from latro.tasks.base import SPLITS, Example, check_split
+from latro.tasks.gsm8k import NumericTask
 
 DATA_SEED = 1729  # fixed, so every run and machine sees the same questions in the same splits
 
@@ -117,7 +117,7 @@ def generate(level: Difficulty, sizes: dict[str, int], seed: int = DATA_SEED) ->
     return splits
 
 
-class Arithmetic(Task):
+class Arithmetic(NumericTask):
     """Two to four operations on amounts up to 99; gold rationales included (for SFT)."""
 
     name = "arithmetic"
@@ -133,15 +133,6 @@ class Arithmetic(Task):
         if self._splits is None:
             self._splits = generate(self.level, self.sizes, self.seed)
         return list(self._splits[split])
-
-    def prompt(self, ex: Example) -> str:
-        return f"{ex.question} Let's think step by step."
-
-    def parse_answer(self, text: str, ex: Example) -> str | None:
-        return parse_number(text)
-
-    def is_correct(self, pred: str | None, ex: Example) -> bool:
-        return same_number(pred, ex.answer)
 
 
 class ArithmeticEasy(Arithmetic):

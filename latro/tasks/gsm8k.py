@@ -60,7 +60,20 @@ def gsm8k_example(record: dict, where: str, id: str) -> Example:
     return Example(id=id, question=question, answer=gold, rationale=rationale)
 
 
-class GSM8K(Task):
+class NumericTask(Task):
+    """The paper's GSM8K prompt and numeric answer parsing, shared by numeric tasks."""
+
+    def prompt(self, ex: Example) -> str:
+        return f"{ex.question} Let's think step by step."
+
+    def parse_answer(self, text: str, ex: Example) -> str | None:
+        return parse_number(text)
+
+    def is_correct(self, pred: str | None, ex: Example) -> bool:
+        return same_number(pred, ex.answer)
+
+
+class GSM8K(NumericTask):
     """GSM8K with the paper's prompt; validation = a fixed `validation_size` questions of train."""
 
     name = "gsm8k"
@@ -90,12 +103,3 @@ class GSM8K(Task):
         rows = load_dataset("openai/gsm8k", "main", split=split)
         return [gsm8k_example(dict(row), f"openai/gsm8k[{split}]:{n}", f"gsm8k-{split}-{n}")
                 for n, row in enumerate(rows, 1)]
-
-    def prompt(self, ex: Example) -> str:
-        return f"{ex.question} Let's think step by step."
-
-    def parse_answer(self, text: str, ex: Example) -> str | None:
-        return parse_number(text)
-
-    def is_correct(self, pred: str | None, ex: Example) -> bool:
-        return same_number(pred, ex.answer)
