@@ -10,6 +10,10 @@ Sampling dominates the cost of LaTRO, so this loop does less work than `model.ge
   much as the matrix products;
 - no [batch, length, vocab] scores are kept: only the last position's logits are computed.
 Sampling is plain temperature sampling (the paper's setting); temperature 0 is greedy.
+
+With `answer_tokens` > 0 a row that reaches a stop pattern keeps sampling for at most that many
+tokens (or until an end token), so the model's own final answer can be read (own-answer rewards,
+and the per-step monitoring of any reward); the rationale is still cut at the pattern.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class Rollout:
     rationale: str  # decoded rationale_ids
     gap: str  # text between the rationale's last whole token and the stop pattern
     completion: str  # everything sampled, stop pattern and what followed included
+    completion_ids: list[int]  # every sampled token, end token included
     stop: str | None  # the stop pattern or end token that ended it; None = ran out of budget
     num_sampled: int  # tokens actually sampled (compute accounting)
 
@@ -122,8 +127,12 @@ def sample(
     stop_patterns: list[str],
     stop_token_ids: set[int],
     generator: torch.Generator | None = None,
+    answer_tokens: int = 0,
 ) -> list[Rollout]:
-    """Sample `num_samples` continuations of each tokenised prompt, ordered prompt by prompt."""
+    """Sample `num_samples` continuations of each tokenised prompt, ordered prompt by prompt.
+
+    A row ends at an end token, at a stop pattern (or `answer_tokens` after it), or after
+    `max_new_tokens` tokens without a stop pattern."""
     device = next(model.parameters()).device
     matcher = StopMatcher(tokenizer, stop_patterns, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -132,8 +141,9 @@ def sample(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     width = ids.shape[1]
     # Full-width padding mask; positions not yet written are hidden by the causal mask.
-    mask = torch.cat([mask, mask.new_ones((len(prompts), max_new_tokens))], dim=1)
-    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
+    horizon = max_new_tokens + answer_tokens
+    mask = torch.cat([mask, mask.new_ones((len(prompts), horizon))], dim=1)
+    cache = StaticCache(config=model.config, max_cache_len=width + horizon)
     cache_kw = {_cache_keyword(model): cache}
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
                 use_cache=True, logits_to_keep=1, **cache_kw)
@@ -144,15 +154,24 @@ def sample(
 
     total = len(prompts) * num_samples
     generated: list[list[int]] = [[] for _ in range(total)]
+    answer_end: dict[int, int] = {}  # rollout -> length at which its answer allowance runs out
     active = torch.arange(total, device=device)  # rows of the running batch -> rollout index
-    for step in range(max_new_tokens):
+    for step in range(horizon):
         tokens = _next_tokens(logits, temperature, generator)
         keep = []
         for row, (r, t) in enumerate(zip(active.tolist(), tokens.tolist())):
             generated[r].append(t)
-            if not matcher.hit(generated[r]):
+            n = len(generated[r])
+            if r in answer_end:  # past its stop pattern: only an end token or the allowance ends it
+                done = t in matcher.stop_token_ids or n >= answer_end[r]
+            elif matcher.hit(generated[r]):
+                done = answer_tokens == 0 or t in matcher.stop_token_ids
+                answer_end[r] = n + answer_tokens
+            else:
+                done = n >= max_new_tokens  # rationale budget spent without a stop pattern
+            if not done:
                 keep.append(row)
-        if not keep or step == max_new_tokens - 1:
+        if not keep:
             break
         if len(keep) < len(active):
             keep_t = torch.tensor(keep, device=device)
@@ -176,6 +195,7 @@ def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Roll
         rationale=decode(tokens[:n], skip_special_tokens=False),
         gap=gap,
         completion=decode(tokens, skip_special_tokens=True),
+        completion_ids=list(tokens),
         stop=stop,
         num_sampled=len(tokens),
     )

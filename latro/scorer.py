@@ -4,17 +4,22 @@ The rationale log-prob (for REINFORCE and the KL term) and the answer log-prob (
 reward and its likelihood term) come from the same forward pass. Only the hidden states of the
 positions that predict a scored token go through the output head, in chunks whose logits are
 recomputed in backward (activation checkpointing), so no [batch, length, vocab] tensor exists.
+The same chunks give each token's self-certainty (Intuitor, arXiv 2505.19590) on request, at the
+cost of one extra reduction over the vocabulary.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-RATIONALE, ANSWER = 1, 2  # segment codes of scored tokens
+# Segment codes of scored tokens: RATIONALE = tokens the policy sampled (the rationale; with an
+# own-answer reward, the whole response), ANSWER = the teacher-forced gold answer (LaTRO).
+RATIONALE, ANSWER = 1, 2
 
 
 @dataclass
@@ -53,16 +58,22 @@ def _unwrap(model) -> nn.Module:
 
 
 def _token_logprobs(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                    softcap: float | None) -> torch.Tensor:
+                    softcap: float | None, certainty: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     logits = head(hidden)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16/fp16 -> fp32
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    normaliser = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - normaliser
+    if not certainty:
+        return logp, None
+    # KL(uniform || p) = logsumexp(logits) - mean(logits) - log |V|; a reward, so no gradient.
+    return logp, (normaliser - logits.mean(-1) - math.log(logits.shape[-1])).detach()
 
 
 class TokenScorer(nn.Module):
-    """Wraps a causal LM; forward returns the log-prob of every scored token, in row-major order.
+    """Wraps a causal LM; forward returns the log-prob of every scored token, in row-major order,
+    and with `with_certainty` also each token's self-certainty (detached), as a pair.
 
     It is an nn.Module so that `accelerator.prepare` can wrap it (DDP needs its forward called).
     """
@@ -72,7 +83,7 @@ class TokenScorer(nn.Module):
         self.model = model
         self.chunk_size = chunk_size
 
-    def forward(self, input_ids, attention_mask, segments) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, segments, with_certainty: bool = False):
         base = _unwrap(self.model)
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
@@ -82,14 +93,16 @@ class TokenScorer(nn.Module):
         targets = input_ids[rows, cols + 1]
         head = base.get_output_embeddings()
         softcap = getattr(base.config, "final_logit_softcapping", None)
-        parts = []
+        logps, certainties = [hidden.new_zeros(0)], [hidden.new_zeros(0)]
         for start in range(0, len(targets), self.chunk_size):
             h, t = hidden[start : start + self.chunk_size], targets[start : start + self.chunk_size]
-            if torch.is_grad_enabled():
-                parts.append(checkpoint(_token_logprobs, head, h, t, softcap, use_reentrant=False))
-            else:
-                parts.append(_token_logprobs(head, h, t, softcap))
-        return torch.cat(parts) if parts else hidden.new_zeros(0)
+            args = (head, h, t, softcap, with_certainty)
+            logp, certainty = checkpoint(_token_logprobs, *args, use_reentrant=False) \
+                if torch.is_grad_enabled() else _token_logprobs(*args)
+            logps.append(logp)
+            certainties.append(certainty)
+        logp = torch.cat(logps)
+        return (logp, torch.cat(certainties)) if with_certainty else logp
 
 
 @dataclass
@@ -97,10 +110,21 @@ class SequenceLogprobs:
     rationale: torch.Tensor  # [B] sum of rationale token log-probs
     answer: torch.Tensor  # [B] sum of answer token log-probs
     token_logprobs: torch.Tensor  # [M] every scored token, row-major
+    certainty: torch.Tensor | None = None  # [B] mean self-certainty of the sampled (rationale) tokens
+
+    def sampled_token_logprobs(self, segments: torch.Tensor) -> list[torch.Tensor]:
+        """Per sequence, the log-prob of each sampled (rationale) token, in order."""
+        kind = segments[:, 1:][segments[:, 1:] != 0]
+        counts = (segments == RATIONALE).sum(1).tolist()
+        return list(self.token_logprobs[kind == RATIONALE].detach().split(counts))
 
 
-def sequence_logprobs(token_logprobs: torch.Tensor, segments: torch.Tensor) -> SequenceLogprobs:
-    """Sum per-token log-probs into per-sequence rationale and answer totals."""
+def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprobs:
+    """Sum per-token log-probs into per-sequence rationale and answer totals (`token_logprobs`
+    may be the scorer's (log-probs, certainties) pair, which also gives the mean certainty)."""
+    certainty = None
+    if isinstance(token_logprobs, tuple):
+        token_logprobs, certainty = token_logprobs
     scored = segments[:, 1:]
     rows, cols = (scored != 0).nonzero(as_tuple=True)
     kind = scored[rows, cols]
@@ -109,4 +133,8 @@ def sequence_logprobs(token_logprobs: torch.Tensor, segments: torch.Tensor) -> S
         weights = (kind == code).to(token_logprobs.dtype)
         sums = token_logprobs.new_zeros(segments.shape[0])
         totals.append(sums.index_add(0, rows, token_logprobs * weights))
-    return SequenceLogprobs(totals[0], totals[1], token_logprobs)
+    if certainty is not None:
+        sampled = (kind == RATIONALE).to(certainty.dtype)
+        count = sampled.new_zeros(segments.shape[0]).index_add(0, rows, sampled)
+        certainty = certainty.new_zeros(segments.shape[0]).index_add(0, rows, certainty * sampled) / count.clamp(min=1)
+    return SequenceLogprobs(totals[0], totals[1], token_logprobs, certainty)

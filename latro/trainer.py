@@ -1,13 +1,17 @@
-"""LaTRO training loop: rollout -> score -> reward -> advantages -> one optimizer step.
+"""Training loop: rollout -> score -> reward -> advantages -> one optimizer step.
 
     latro train --model HuggingFaceTB/SmolLM2-135M-Instruct --task gsm8k --num-samples 4
+    latro train --reward covo          # or majority, self_certainty, gold, "covo,self_certainty:0.1"
     accelerate launch -m latro.cli train --config run.yaml      # DDP / DeepSpeed / FSDP
 
 One step, top to bottom (`Trainer.step`):
-  1. sample K rationales for each question of the batch, cut at the first stop pattern;
-  2. one teacher-forced pass of the policy over question + rationale + gold answer gives both
-     log pi(z|x) and log pi(y|x+z), with gradient; one no-grad pass of pi_0 gives log pi_0(z|x);
-  3. reward (log pi(y|x+z) for LaTRO) minus beta x KL, non-stop penalty, leave-one-out baseline;
+  1. sample K rationales for each question of the batch, cut at the first stop pattern (and,
+     with `answer_tokens`, read the model's own answer that follows it);
+  2. one teacher-forced pass of the policy gives log pi(sampled tokens | x) with gradient and,
+     for LaTRO, log pi(y|x+z) of the gold answer after the rationale; one no-grad pass of pi_0
+     gives the reference log-probs. With latro the sampled tokens are the rationale z (the
+     paper); with own-answer rewards only, the whole response (as GRPO, TTRL, Intuitor, CoVo);
+  3. reward minus beta x KL, non-stop penalty (with latro), advantages from the estimator;
   4. backward of the Prop. 2 surrogate, clip, AdamW step, linear decay.
 Deliberately not done: PPO-style ratio clipping and multiple updates per batch (the paper takes
 one on-policy step per batch of rollouts).
@@ -32,9 +36,10 @@ from latro.config import TrainConfig, save_yaml
 from latro.estimators import get_estimator
 from latro.evaluate import evaluate
 from latro.modeling import add_lora, frozen_copy, load_model, load_tokenizer, reference_of, save_model
+from latro.monitor import reward_diagnostics
 from latro.objective import latro_objective
 from latro.prompts import answer_ids, encode_prompt, stop_token_ids
-from latro.rewards import RewardInputs, get_reward
+from latro.rewards import RewardInputs, combined, parse_rewards
 from latro.rollout import sample
 from latro.scorer import TokenScorer, make_batch, sequence_logprobs
 from latro.tasks import get_task
@@ -62,14 +67,19 @@ class Trainer:
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
         self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir))
         set_seed(cfg.seed)
-        self.beta = cfg.beta if cfg.beta is not None else PAPER_BETA.get(cfg.task, 0.05)
+        self.rewards = parse_rewards(cfg.reward)
+        first = self.rewards[0][0]
+        self.forces_gold = any(r.forces_gold for r, _ in self.rewards)
+        if cfg.answer_tokens <= 0 and any(r.own_answer for r, _ in self.rewards):
+            raise ValueError(f"--reward {cfg.reward} reads the model's own answer: --answer-tokens must be > 0")
+        self.beta = cfg.beta if cfg.beta is not None else first.beta if first.beta is not None \
+            else PAPER_BETA.get(cfg.task, 0.05)
         self.task = build_task(cfg)
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
         model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
         self._load_data(getattr(model.config, "max_position_embeddings", None))
         self._build_model(model)
-        self.reward_fn = get_reward(cfg.reward)
-        self.estimator = get_estimator(cfg.estimator)
+        self.estimator = get_estimator(cfg.estimator or first.estimator)
         self.step_index, self.best_accuracy = 0, -1.0
         self._stop_requested = False
 
@@ -83,7 +93,7 @@ class Trainer:
         if cfg.eval_limit:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
-        budget = cfg.max_rationale_tokens + 32  # room for the gold answer
+        budget = cfg.max_rationale_tokens + max(32, cfg.answer_tokens)  # room for the answer
         fits = [i for i, p in enumerate(self.prompts) if context is None or len(p) + budget <= context]
         self.skipped_long = len(self.train_set) - len(fits)
         if self.skipped_long:
@@ -155,12 +165,16 @@ class Trainer:
         self.policy.eval()
         rollouts = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=cfg.num_samples,
                           max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
-                          stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator)
+                          stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator,
+                          answer_tokens=cfg.answer_tokens)
         t1 = time.perf_counter()
 
-        answers = [answer_ids(tok, self.task, ex, r) for ex, r in zip(examples, rollouts)]
-        batch = make_batch([r.prompt_ids for r in rollouts], [r.rationale_ids for r in rollouts],
-                           answers, tok.pad_token_id).to(self.acc.device)
+        if self.forces_gold:  # LaTRO: the rationale, then the gold answer teacher-forced
+            sampled = [r.rationale_ids for r in rollouts]
+            forced = [answer_ids(tok, self.task, ex, r) for ex, r in zip(examples, rollouts)]
+        else:  # the whole response is the trajectory; nothing is teacher-forced
+            sampled, forced = [r.completion_ids for r in rollouts], [[] for _ in rollouts]
+        batch = make_batch([r.prompt_ids for r in rollouts], sampled, forced, tok.pad_token_id).to(self.acc.device)
         self.policy.train()  # gradient checkpointing (if on) only acts in train mode
         ref_logp = None
         if self.beta > 0:
@@ -168,13 +182,23 @@ class Trainer:
                 scorer = self.ref_scorer or TokenScorer(ref, cfg.score_chunk_size)
                 ref_logp = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
                                                     batch.segments), batch.segments).rationale
-        policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments),
-                                   batch.segments)
-        stopped = torch.tensor([r.stopped for r in rollouts], device=self.acc.device)
-        reward = self.reward_fn(RewardInputs(
-            task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
-            answer_logp=policy.answer.detach(), rationale_logp=policy.rationale.detach(),
-            answer_tokens=torch.tensor([len(a) for a in answers], device=self.acc.device)))
+        certainty = any(r.certainty for r, _ in self.rewards)
+        policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments,
+                                               with_certainty=certainty), batch.segments)
+        # Read only after a stop pattern: without one, the parser's last-number fallback would
+        # take a number from the middle of an unfinished rationale as the answer.
+        answers = [self.task.parse_answer(r.completion, ex) if cfg.answer_tokens and r.stopped else None
+                   for r, ex in zip(rollouts, examples)]
+        with torch.no_grad():
+            reward, parts = combined(self.rewards, RewardInputs(
+                task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
+                answers=answers, rationale_logp=policy.rationale.detach(), answer_logp=policy.answer.detach(),
+                certainty=policy.certainty, sampled_token_logp=policy.sampled_token_logprobs(batch.segments),
+                scorer=TokenScorer(self.policy, cfg.score_chunk_size), tokenizer=tok, settings=cfg))
+        reward = reward.to(self.acc.device)
+        # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
+        # give an unfinished response no answer and so no credit.
+        stopped = torch.tensor([r.stopped or not self.forces_gold for r in rollouts], device=self.acc.device)
         objective = latro_objective(
             rationale_logp=policy.rationale, answer_logp=policy.answer, ref_rationale_logp=ref_logp,
             reward=reward, stopped=stopped, group_size=cfg.num_samples, beta=self.beta,
@@ -185,16 +209,20 @@ class Trainer:
         grad_norm, lr = self.update(objective.loss)
         t3 = time.perf_counter()
 
-        sampled = sum(r.num_sampled for r in rollouts)
+        num_sampled = sum(r.num_sampled for r in rollouts)
         lengths = torch.tensor([len(r.rationale_ids) for r in rollouts], dtype=torch.float)
+        diagnostics = reward_diagnostics(self.task, examples, reward.tolist(), answers, cfg.num_samples) \
+            if cfg.answer_tokens else {}
         return {
             "step": step + 1, "epoch": (step + 1) / self.steps_per_epoch,
             "reward_mean": objective.rewards.mean().item(), "reward_std": objective.rewards.std().item(),
+            **({f"reward/{name}": v.mean().item() for name, v in parts.items()} if len(parts) > 1 else {}),
+            **diagnostics,
             "kl": objective.kl.mean().item(), "answer_logp": policy.answer.detach().mean().item(),
             "rationale_tokens": lengths.mean().item(), "stopped_fraction": stopped.float().mean().item(),
             "loss": objective.loss.item(), "grad_norm": float(grad_norm), "lr": lr,
             "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
-            "rollout_tokens_per_s": sampled / max(t1 - t0, 1e-9), "sampled_tokens": sampled,
+            "rollout_tokens_per_s": num_sampled / max(t1 - t0, 1e-9), "sampled_tokens": num_sampled,
         }
 
     def update(self, loss: torch.Tensor) -> tuple[float, float]:

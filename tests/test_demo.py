@@ -36,7 +36,7 @@ def test_short_default_run(tmp_path, capsys):
                          "questions_per_step": 2, "num_samples": 4, "eval_every": 1, "eval_limit": 8})
     summary = demo.run_demo(cfg, test_limit=8)
     printed = capsys.readouterr().out
-    assert "No --model given" in printed and "after LaTRO (2 steps)" in printed
+    assert "No --model given" in printed and "after latro (2 steps)" in printed
     run = tmp_path / "demo"
     for name in ("accuracy.png", "reward.png", "rationale_length.png", "demo-summary.json", "metrics.jsonl",
                  "config.yaml", "evaluations/test-base.json", "evaluations/test-final.json",

@@ -76,7 +76,8 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
     from latro.plots import plot_run
     from latro.trainer import Trainer
 
-    print(f"No --model given: running the built-in demonstration. LaTRO trains the shipped {MODEL_DIR.name} "
+    method = "LaTRO" if cfg.reward == "latro" else f"Reward {cfg.reward!r}"
+    print(f"No --model given: running the built-in demonstration. {method} trains the shipped {MODEL_DIR.name} "
           f"model ({MODEL_DIR}) on the synthetic '{cfg.task}' task, from questions and final answers only.\n"
           f"Run directory: {cfg.output_dir}", flush=True)
     trainer = Trainer(cfg)
@@ -89,7 +90,7 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
     final = _evaluate_test(trainer, "final", test_limit)
     plot_run(trainer.run_dir, {"test, base -> trained": ([0, trainer.step_index],
                                                         [base["metrics"]["greedy"], final["metrics"]["greedy"]])})
-    summary = {"test_questions": base["n"], "steps": trainer.step_index, "base": base["metrics"],
+    summary = {"reward": cfg.reward, "test_questions": base["n"], "steps": trainer.step_index, "base": base["metrics"],
                "trained": final["metrics"], "base_steps": base["steps"], "trained_steps": final["steps"]}
     (trainer.run_dir / "demo-summary.json").write_text(json.dumps(summary, indent=1))
     print(format_table(summary))
@@ -102,7 +103,7 @@ def format_table(summary: dict) -> str:
     lines = [f"\nHeld-out test, {summary['test_questions']} questions:",
              f"  {'model':<28}" + "".join(f"{k:>9}" for k in keys)]
     for label, metrics in [("base (shipped)", summary["base"]),
-                           (f"after LaTRO ({summary['steps']} steps)", summary["trained"])]:
+                           (f"after {summary.get('reward', 'latro')} ({summary['steps']} steps)", summary["trained"])]:
         lines.append(f"  {label:<28}" + "".join(f"{100 * metrics[k]:8.1f}%" for k in keys))
     for label, part in [("base", summary["base_steps"]), ("trained", summary["trained_steps"])]:
         w, wo = part["with_steps"], part["without_steps"]

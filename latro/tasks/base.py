@@ -106,6 +106,10 @@ class Task:
         """Text teacher-forced after a rationale; its likelihood is the LaTRO reward."""
         return f"The answer is {ex.answer}."
 
+    def answer_span(self, answer: str, ex: Example) -> str:
+        """How a final answer is written after "The answer is" (CoVo scores this text)."""
+        return f"({answer})" if ex.choices else answer
+
     def parse_answer(self, text: str, ex: Example) -> str | None:
         """Normalised final answer in a generation (comparable to ex.answer), or None."""
         raise NotImplementedError

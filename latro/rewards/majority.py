@@ -1,0 +1,31 @@
+"""TTRL (arXiv 2504.16084): 1 when the sample's answer is the majority answer of its group, else 0.
+
+Every answer tied for the most votes counts as the majority: breaking the tie by order would
+reward an arbitrary one of equally supported answers. Samples without an answer get 0.
+"""
+
+from collections import Counter
+
+import torch
+
+from latro.rewards import Reward, RewardInputs
+
+
+def majority_answers(answers: list[str | None]) -> set[str]:
+    """The answers with the most votes (all of them when tied); empty when none parsed."""
+    counts = Counter(a for a in answers if a is not None)
+    top = max(counts.values(), default=0)
+    return {a for a, n in counts.items() if n == top}
+
+
+def majority_vote(batch: RewardInputs) -> torch.Tensor:
+    k = batch.group_size
+    rewards = []
+    for start in range(0, len(batch.answers), k):
+        group = batch.answers[start : start + k]
+        winners = majority_answers(group)
+        rewards += [float(a is not None and a in winners) for a in group]
+    return torch.tensor(rewards)
+
+
+REWARD = Reward("majority", majority_vote, estimator="group_norm", own_answer=True)
