@@ -1,9 +1,10 @@
-"""The `latro` command line: train, sft, eval, bench.
+"""The `latro` command line: train, sft, eval, bench, dgdiff.
 
     latro train                      # no model: the built-in demonstration (see latro/demo)
     latro train --model HuggingFaceTB/SmolLM2-135M-Instruct --task gsm8k --data-dir data/gsm8k
     latro eval --model runs/latro/model --task gsm8k --split test --limit 200 --samples 8
     latro bench --model model.gguf --task gsm8k --data-dir data/gsm8k
+    latro dgdiff --model runs/latro/model --task arithmetic --limit 200
 """
 
 from __future__ import annotations
@@ -64,11 +65,34 @@ def _eval(args) -> None:
     print(f"written to {out}")
 
 
-def _default_eval_path(cfg) -> Path:
+def _default_eval_path(cfg, kind: str = "eval") -> Path:
     """Next to the model when it is local (a run's model directory or a .gguf file), else here."""
     model = Path(cfg.model)
     where = model if model.is_dir() else model.parent if model.is_file() else Path(".")
-    return where / f"eval-{cfg.task}-{cfg.split}.json"
+    return where / f"{kind}-{cfg.task}-{cfg.split}.json"
+
+
+def _dgdiff(args) -> None:
+    import dataclasses
+
+    from latro.dgdiff import format_table, run_dgdiff
+    from latro.modeling import load_model, load_tokenizer
+    from latro.trainer import build_task
+
+    cfg = C.from_args(C.DGDiffConfig, args)
+    if not cfg.model:
+        raise SystemExit("latro dgdiff: --model is required")
+    task = build_task(cfg)
+    examples = task.load(cfg.split)[: cfg.limit or None]
+    model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
+    result = run_dgdiff(model, tokenizer, task, examples, cfg)
+    out = Path(cfg.output) if cfg.output else _default_eval_path(cfg, "dgdiff")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": dataclasses.asdict(cfg), **result}, indent=1))
+    print(format_table(result, f"DG-DIFF, {cfg.model} on {cfg.task} {cfg.split}: {result['n']} questions, "
+                               f"{cfg.candidates} candidates at T={cfg.temperature}"))
+    print(f"written to {out}")
 
 
 def _bench(args) -> None:
@@ -110,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     C.add_arguments(bench, C.TrainConfig)
     bench.add_argument("--steps", type=int, default=5, help="Training steps to time.")
     bench.set_defaults(run=_bench)
+    dg = sub.add_parser("dgdiff", help="Generation vs discrimination (SELF-[IN]CORRECT): does the model pick "
+                                       "its right answers better than chance?")
+    C.add_arguments(dg, C.DGDiffConfig)
+    dg.set_defaults(run=_dgdiff)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -169,3 +169,27 @@ def load_yaml(path: str | Path, cls) -> dict[str, Any]:
 
 def save_yaml(config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+
+
+@dataclass
+class DGDiffConfig(ModelConfig, TaskConfig, CoVoConfig):
+    """SELF-[IN]CORRECT (Jiang et al., 2024, arXiv 2404.04298): generation vs discrimination."""
+
+    split: str = _f("test", "Split to evaluate: train, validation or test.")
+    limit: int = _f(0, "Evaluate only the first N questions (0 = all).")
+    candidates: int = _f(4, "n candidates sampled per question (the paper: 4).")
+    temperature: float = _f(0.7, "Sampling temperature of the candidates (the paper: 0.7).")
+    max_new_tokens: int = _f(512, "Rationale budget of each candidate, in tokens.")
+    answer_tokens: int = _f(32, "Tokens allowed for the final answer after the rationale's stop pattern.")
+    stop_patterns: list[str] = _f(
+        lambda: ["The answer is", "Answer:", "Therefore, the answer is"],
+        "Text that ends a candidate's rationale (what latro and covo score), as in training.")
+    discriminators: str = _f("prompt,latro,covo,self_certainty,majority,latro_gold",
+                             "Comma-separated: prompt (the paper's multiple-choice prompt, answered greedily by "
+                             "the same model), latro (log p(own answer | rationale)), covo, self_certainty, "
+                             "majority, latro_gold (log p(gold answer | rationale): uses the labels, a check of "
+                             "the LaTRO training reward, not a deployable discriminator).")
+    judge_max_new_tokens: int = _f(512, "Generation budget of the prompt discriminator's reasoning and choice.")
+    batch_size: int = _f(16, "Questions per generation batch.")
+    seed: int = _f(0, "Seed of the candidates' sampling and of S_gen's random pick.")
+    output: str | None = _f(None, "JSON file with every candidate and choice (default: next to the model).")

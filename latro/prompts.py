@@ -8,7 +8,11 @@ from latro.tasks import Example, Task
 
 def encode_prompt(tokenizer, task: Task, example: Example, chat_template: bool = True) -> list[int]:
     """The task's prompt, inside the chat template when the tokenizer has one."""
-    text = task.prompt(example)
+    return encode_user_message(tokenizer, task.prompt(example), chat_template)
+
+
+def encode_user_message(tokenizer, text: str, chat_template: bool = True) -> list[int]:
+    """A user message as prompt ids, inside the chat template when the tokenizer has one."""
     if chat_template and tokenizer.chat_template:
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)

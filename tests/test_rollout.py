@@ -126,3 +126,23 @@ def test_sampling_is_reproducible_and_matches_the_model_distribution(tokenizer, 
             for _ in range(6):
                 seq.append(int(tiny_model(torch.tensor([seq])).logits[0, -1].argmax()))
         assert rollout.rationale_ids == seq[len(prompt):]
+
+
+def test_answer_tokens_read_the_own_answer_after_the_pattern(tokenizer, tiny_model):
+    """With answer_tokens, a row runs past its stop pattern to its end token (or the allowance);
+    the rationale is still cut at the pattern."""
+    eos = tokenizer.eos_token_id
+    short, long = ids(tokenizer, "1"), ids(tokenizer, "What is 4 + 5?")
+    ends = ids(tokenizer, "2 + 2 = 4. The answer is 4.") + [eos]
+    rambles = ids(tokenizer, "4 + 5 = 9. The answer is 9")
+    filler = ids(tokenizer, "x")[0]
+    lm = ScriptedLM(tiny_model.config, {len(long) - len(short): (len(short), ends), 0: (len(long), rambles)},
+                    filler)
+    out = sample(lm, tokenizer, [short, long], num_samples=1, max_new_tokens=40, temperature=0.0,
+                 stop_patterns=PATTERNS, stop_token_ids={eos}, answer_tokens=4)
+    assert out[0].completion == "2 + 2 = 4. The answer is 4." and out[0].completion_ids == ends
+    assert tokenizer.decode(out[0].rationale_ids) + out[0].gap == "2 + 2 = 4. " and out[0].stopped
+    # No end token: exactly answer_tokens more tokens after the one that completed the pattern.
+    hit = next(n for n in range(1, len(rambles) + 1) if "The answer is" in tokenizer.decode(rambles[:n]))
+    assert out[1].num_sampled == hit + 4 and out[1].stop == "The answer is"
+    assert tokenizer.decode(out[1].rationale_ids) + out[1].gap == "4 + 5 = 9. "

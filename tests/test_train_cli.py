@@ -2,6 +2,7 @@
 and `latro eval` reads the result."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -139,3 +140,40 @@ def test_prompts_longer_than_the_context_are_skipped_and_counted(tiny_model_dir,
                       num_samples=2, questions_per_step=2, max_rationale_tokens=8)
     trainer = Trainer(cfg)
     assert trainer.skipped_long == 1 and len(trainer.train_set) == len(lines) - 1
+
+
+@pytest.mark.parametrize("reward", ["covo", "majority", "self_certainty", "gold", "latro,self_certainty:0.5"])
+def test_each_reward_trains_and_logs_diagnostics(tiny_model_dir, arith_files, tmp_path, reward):
+    out = tmp_path / "run"
+    main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "2", "--reward", reward,
+                    "--answer-tokens", "4", "--num-samples", "3"))
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2] and (out / "model" / "model.safetensors").exists()
+    for m in lines:
+        assert math.isfinite(m["loss"]) and math.isfinite(m["reward_mean"])
+        assert 0 <= m["sample_accuracy"] <= 1 and 0 <= m["majority_agreement"] <= 1
+        assert 0 <= m["distinct_answers"] <= 3 and "reward_auroc" in m
+    if "," in reward:
+        assert {"reward/latro", "reward/self_certainty"} <= set(lines[0])
+
+
+def test_own_answer_reward_needs_answer_tokens(tiny_model_dir, arith_files, tmp_path):
+    with pytest.raises(ValueError, match="answer-tokens"):
+        main(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--reward", "majority", "--answer-tokens", "0"))
+
+
+@pytest.mark.parametrize("reward,whole_response", [("latro", False), ("gold", True)])
+def test_trajectory_is_the_rationale_for_latro_and_the_whole_response_otherwise(
+        tiny_model_dir, arith_files, tmp_path, reward, whole_response):
+    from latro.scorer import ANSWER, RATIONALE
+
+    cfg = TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(arith_files / "train.jsonl"),
+                      validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "run"),
+                      num_samples=2, questions_per_step=2, max_rationale_tokens=8, answer_tokens=4, reward=reward)
+    trainer = Trainer(cfg)
+    trainer.step(0)
+    batch, rollouts = trainer.last_batch
+    sampled = (batch.segments == RATIONALE).sum(1).tolist()
+    expected = [r.completion_ids if whole_response else r.rationale_ids for r in rollouts]
+    assert sampled == [len(e) for e in expected]
+    assert ((batch.segments == ANSWER).sum() == 0) == whole_response  # gold answer forced only by latro

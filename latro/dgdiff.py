@@ -1,0 +1,222 @@
+"""SELF-[IN]CORRECT (arXiv 2404.04298): is a model better at choosing among its own answers than
+at generating one?
+
+    latro dgdiff --model runs/latro/model --task arithmetic --limit 200
+    latro dgdiff --model latro/demo/model --task arithmetic --discriminators prompt,latro
+
+Per question: n candidates at temperature 0.7. S_gen scores one candidate picked at random;
+S_disc scores the candidate a discriminator picks; DG-DIFF = S_disc - S_gen, tested one-sided
+(H0: DG-DIFF <= 0) with McNemar on the paired outcomes. Discriminators: `prompt` (the paper's:
+the same model reads the question and all candidates and answers "### <k>", greedy; a choice it
+does not give scores as the worst candidate) and latro's self-rewards used as scores (highest
+wins, ties to the earlier candidate). Candidates use the task's zero-shot prompt, the one
+training and `latro eval` use (the paper's are few-shot).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import replace
+
+import torch
+
+from latro.prompts import answer_ids, encode_prompt, encode_user_message, stop_token_ids
+from latro.rewards import RewardInputs
+from latro.rewards.covo import covo
+from latro.rewards.majority import majority_answers
+from latro.rollout import sample
+from latro.scorer import TokenScorer, make_batch, sequence_logprobs
+
+DISCRIMINATORS = ("prompt", "latro", "covo", "self_certainty", "majority", "latro_gold")
+_CHOICE = re.compile(r"###\s*(\d+)")
+
+
+def mcnemar_one_sided(n10: int, n01: int) -> tuple[float, float]:
+    """(z, p) of H0 "discrimination is no better": z = (n10 - n01) / sqrt(n10 + n01), p = 1 - Phi(z).
+    With no discordant pair there is no evidence either way: z = 0, p = 1."""
+    if n10 + n01 == 0:
+        return 0.0, 1.0
+    z = (n10 - n01) / math.sqrt(n10 + n01)
+    return z, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def judge_prompt(question: str, candidates: list[str]) -> str:
+    """The paper's multiple-choice discrimination prompt (GSM8K form), candidates in sampling order."""
+    n = len(candidates)
+    labels = ",".join(str(i) for i in range(1, n)) + f" or {n}"
+    shown = "\n\n".join(f"Solution {i}:\n{c.strip()}" for i, c in enumerate(candidates, 1))
+    return (f"{question}\n\nHere are {n} candidate solutions to this question.\n\n{shown}\n\n"
+            f"Examine each solution step by step and decide which one is correct. End your response with "
+            f"\"Therefore, the final choice is:\n### <{labels}>\"")
+
+
+def parse_choice(text: str, n: int) -> int | None:
+    """0-based index of the last "### k" with 1 <= k <= n, else None."""
+    found = _CHOICE.findall(text)
+    return int(found[-1]) - 1 if found and 1 <= int(found[-1]) <= n else None
+
+
+def _context(model) -> int:
+    return getattr(model.config, "max_position_embeddings", None) or 10**9
+
+
+def _score_forced(scorer, tokenizer, rollouts, forced: list[list[int] | None], batch_size: int) -> list[float]:
+    """Sum log-prob of each forced answer after its candidate's rationale (-inf where None)."""
+    out = [-math.inf] * len(rollouts)
+    rows = [i for i, f in enumerate(forced) if f is not None]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = make_batch([rollouts[i].prompt_ids for i in chunk], [rollouts[i].rationale_ids for i in chunk],
+                           [forced[i] for i in chunk], tokenizer.pad_token_id or 0)
+        batch = batch.to(next(scorer.parameters()).device)
+        logp = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask, batch.segments), batch.segments)
+        for i, value in zip(chunk, logp.answer.tolist()):
+            out[i] = value
+    return out
+
+
+def _certainties(scorer, tokenizer, rollouts, batch_size: int) -> list[float]:
+    out = []
+    for start in range(0, len(rollouts), batch_size):
+        chunk = rollouts[start : start + batch_size]
+        batch = make_batch([r.prompt_ids for r in chunk], [r.completion_ids or [tokenizer.eos_token_id] for r in chunk],
+                           [[] for _ in chunk], tokenizer.pad_token_id or 0).to(next(scorer.parameters()).device)
+        scored = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask, batch.segments, with_certainty=True),
+                                   batch.segments)
+        out += scored.certainty.tolist()
+    return out
+
+
+def _pick(scores: list[float]) -> int:
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+@torch.no_grad()
+def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
+    names = [d.strip() for d in cfg.discriminators.split(",") if d.strip()]
+    unknown = sorted(set(names) - set(DISCRIMINATORS))
+    if unknown:
+        raise ValueError(f"unknown discriminators {unknown}; known: {', '.join(DISCRIMINATORS)}")
+    n, device = cfg.candidates, next(model.parameters()).device
+    model.eval()
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    stops, context = stop_token_ids(tokenizer, model), _context(model)
+    prompts = [encode_prompt(tokenizer, task, ex, cfg.chat_template) for ex in examples]
+    rollouts = []
+    for start in range(0, len(examples), cfg.batch_size):
+        chunk = prompts[start : start + cfg.batch_size]
+        budget = max(1, min(cfg.max_new_tokens, context - max(map(len, chunk)) - cfg.answer_tokens))
+        rollouts += sample(model, tokenizer, chunk, num_samples=n, max_new_tokens=budget,
+                           temperature=cfg.temperature, stop_patterns=cfg.stop_patterns, stop_token_ids=stops,
+                           generator=generator, answer_tokens=cfg.answer_tokens)
+    per_candidate = [ex for ex in examples for _ in range(n)]
+    answers = [task.parse_answer(r.completion, ex) for r, ex in zip(rollouts, per_candidate)]
+    correct = [task.is_correct(a, ex) for a, ex in zip(answers, per_candidate)]
+
+    scorer = TokenScorer(model)
+    scores: dict[str, list[float]] = {}
+    if "latro" in names:
+        own = [None if a is None else answer_ids(tokenizer, task, replace(ex, answer=a), r)
+               for a, ex, r in zip(answers, per_candidate, rollouts)]
+        scores["latro"] = _score_forced(scorer, tokenizer, rollouts, own, cfg.batch_size)
+    if "latro_gold" in names:
+        gold = [answer_ids(tokenizer, task, ex, r) for ex, r in zip(per_candidate, rollouts)]
+        scores["latro_gold"] = _score_forced(scorer, tokenizer, rollouts, gold, cfg.batch_size)
+    if "self_certainty" in names:
+        scores["self_certainty"] = _certainties(scorer, tokenizer, rollouts, cfg.batch_size)
+    if "covo" in names:
+        inputs = RewardInputs(task=task, rollouts=rollouts, examples=per_candidate, group_size=n, answers=answers,
+                              rationale_logp=torch.zeros(len(rollouts)), scorer=scorer, tokenizer=tokenizer,
+                              settings=cfg)
+        scores["covo"] = covo(inputs).tolist()
+    if "majority" in names:
+        scores["majority"] = []
+        for q in range(len(examples)):
+            winners = majority_answers(answers[q * n : (q + 1) * n])
+            scores["majority"] += [float(a is not None and a in winners) for a in answers[q * n : (q + 1) * n]]
+
+    choices: dict[str, list[int | None]] = {d: [_pick(s[q * n : (q + 1) * n]) for q in range(len(examples))]
+                                            for d, s in scores.items()}
+    judge_texts, too_long = [None] * len(examples), 0
+    if "prompt" in names:
+        choices["prompt"], judge_texts, too_long = _judge(model, tokenizer, examples, rollouts, n, cfg, stops, context)
+
+    rng = random.Random(cfg.seed)
+    gen_pick = [rng.randrange(n) for _ in examples]
+    results = {}
+    for d in [x for x in names if x in choices]:
+        disc, gen = [], []
+        for q, choice in enumerate(choices[d]):
+            outcomes = correct[q * n : (q + 1) * n]
+            disc.append(outcomes[choice] if choice is not None else min(outcomes))
+            gen.append(outcomes[gen_pick[q]])
+        n10 = sum(a and not b for a, b in zip(disc, gen))
+        n01 = sum(b and not a for a, b in zip(disc, gen))
+        z, p = mcnemar_one_sided(n10, n01)
+        total = max(len(examples), 1)
+        results[d] = {"s_gen": sum(gen) / total, "s_disc": sum(disc) / total,
+                      "dg_diff": (sum(disc) - sum(gen)) / total, "n10": n10, "n01": n01, "z": z, "p": p,
+                      "unparseable": sum(c is None for c in choices[d]) / total}
+    if "prompt" in results:
+        results["prompt"]["prompt_too_long"] = too_long / max(len(examples), 1)
+
+    records = []
+    for q, ex in enumerate(examples):
+        rows = range(q * n, (q + 1) * n)
+        records.append({
+            "id": ex.id, "question": ex.question, "gold": ex.answer, "gen_pick": gen_pick[q],
+            "candidates": [{"completion": rollouts[i].completion, "answer": answers[i], "correct": correct[i],
+                            "scores": {d: s[i] for d, s in scores.items()}} for i in rows],
+            "choices": {d: c[q] for d, c in choices.items()},
+            **({"judge": judge_texts[q]} if "prompt" in choices else {}),
+        })
+    s_gen = results[next(iter(results))]["s_gen"] if results else None
+    pass_n = sum(any(correct[q * n : (q + 1) * n]) for q in range(len(examples))) / max(len(examples), 1)
+    return {"n": len(examples), "candidates": n, "temperature": cfg.temperature, "s_gen": s_gen,
+            f"pass@{n}": pass_n, "discriminators": results, "records": records}
+
+
+def _judge(model, tokenizer, examples, rollouts, n, cfg, stops, context):
+    """The prompt discriminator: greedy answer to the multiple-choice prompt, parsed for "### k"."""
+    choices, texts, too_long = [None] * len(examples), [None] * len(examples), 0
+    prompts = {}
+    for q, ex in enumerate(examples):
+        ids = encode_user_message(tokenizer, judge_prompt(task_question(ex), [r.completion for r in
+                                                                         rollouts[q * n : (q + 1) * n]]),
+                                  cfg.chat_template)
+        if len(ids) + 8 > context:  # no room to answer: counted, and scored as an unparseable choice
+            too_long += 1
+        else:
+            prompts[q] = ids
+    order = sorted(prompts, key=lambda q: len(prompts[q]))  # similar lengths batch with less padding
+    for start in range(0, len(order), cfg.batch_size):
+        chunk = order[start : start + cfg.batch_size]
+        ids = [prompts[q] for q in chunk]
+        budget = max(1, min(cfg.judge_max_new_tokens, context - max(map(len, ids))))
+        outs = sample(model, tokenizer, ids, num_samples=1, max_new_tokens=budget, temperature=0.0,
+                      stop_patterns=[], stop_token_ids=stops)
+        for q, out in zip(chunk, outs):
+            texts[q] = out.completion
+            choices[q] = parse_choice(out.completion, n)
+    return choices, texts, too_long
+
+
+def task_question(ex) -> str:
+    """The question as shown to the judge, with its options for multiple-choice tasks."""
+    if not ex.choices:
+        return ex.question
+    return ex.question + "\nOptions: " + " ".join(f"({label}) {text}" for label, text in ex.choices)
+
+
+def format_table(result: dict, title: str) -> str:
+    n = result["candidates"]
+    lines = [title, f"S_gen (a random candidate of {n}): {100 * result['s_gen']:.1f}%   "
+                    f"pass@{n}: {100 * result[f'pass@{n}']:.1f}%",
+             f"  {'discriminator':<15}{'S_disc':>8}{'DG-DIFF':>9}{'n10':>6}{'n01':>6}{'z':>7}{'p':>8}{'unparsed':>10}"]
+    for d, r in result["discriminators"].items():
+        lines.append(f"  {d:<15}{100 * r['s_disc']:7.1f}%{100 * r['dg_diff']:+8.1f}%{r['n10']:6d}{r['n01']:6d}"
+                     f"{r['z']:7.2f}{r['p']:8.3f}{100 * r['unparseable']:9.1f}%")
+    return "\n".join(lines)
+

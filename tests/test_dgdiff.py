@@ -1,0 +1,51 @@
+"""SELF-[IN]CORRECT's DG-DIFF: McNemar on known counts, the choice parser, and `latro dgdiff` end
+to end on a tiny model."""
+
+import json
+import math
+
+import pytest
+
+from latro.cli import main
+from latro.dgdiff import judge_prompt, mcnemar_one_sided, parse_choice
+
+
+def test_mcnemar_one_sided_known_counts():
+    z, p = mcnemar_one_sided(10, 4)
+    assert z == pytest.approx(6 / math.sqrt(14)) and p == pytest.approx(0.05442, abs=1e-4)
+    z, p = mcnemar_one_sided(4, 10)
+    assert z == pytest.approx(-6 / math.sqrt(14)) and p == pytest.approx(1 - 0.05442, abs=1e-4)
+    assert mcnemar_one_sided(25, 9)[1] < 0.05 < mcnemar_one_sided(20, 12)[1]  # z = 2.74 vs 1.41
+    assert mcnemar_one_sided(0, 0) == (0.0, 1.0)  # no discordant pair: no evidence against H0
+
+
+def test_parse_choice_takes_the_last_valid_marker():
+    assert parse_choice("Solution 2 is wrong.\nTherefore, the final choice is:\n### 3", 4) == 2
+    assert parse_choice("### 1 ... on reflection ### 4", 4) == 3
+    assert parse_choice("### 5", 4) is None and parse_choice("### 0", 4) is None
+    assert parse_choice("I pick the second one", 4) is None
+    text = judge_prompt("What is 2 + 2?", ["2 + 2 = 4\nThe answer is 4.", "The answer is 5.", "a", "b"])
+    assert text.startswith("What is 2 + 2?") and "Solution 4:\nb" in text
+    assert text.endswith('"Therefore, the final choice is:\n### <1,2,3 or 4>"')
+
+
+def test_dgdiff_cli_writes_every_candidate_and_choice(tiny_model_dir, arith_files, tmp_path, capsys):
+    out = tmp_path / "dg.json"
+    main(["dgdiff", "--model", str(tiny_model_dir), "--task", "jsonl", "--test-file", str(arith_files / "test.jsonl"),
+          "--limit", "3", "--max-new-tokens", "6", "--answer-tokens", "4", "--judge-max-new-tokens", "6",
+          "--output", str(out)])
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    names = ["prompt", "latro", "covo", "self_certainty", "majority", "latro_gold"]
+    assert list(report["discriminators"]) == names and report["n"] == 3 and report["candidates"] == 4
+    assert all(name in printed for name in names) and "DG-DIFF" in printed
+    for r in report["discriminators"].values():
+        assert r["dg_diff"] == pytest.approx(r["s_disc"] - r["s_gen"]) and 0 <= r["unparseable"] <= 1
+        assert r["s_gen"] == report["s_gen"]
+    for record in report["records"]:
+        assert len(record["candidates"]) == 4 and 0 <= record["gen_pick"] < 4
+        assert set(record["choices"]) == set(names) and "judge" in record
+        assert set(record["candidates"][0]["scores"]) == set(names) - {"prompt"}
+        for name in names[1:]:  # a score discriminator picks its highest-scoring candidate
+            scores = [c["scores"][name] for c in record["candidates"]]
+            assert scores[record["choices"][name]] == max(scores)
