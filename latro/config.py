@@ -66,7 +66,7 @@ class CoVoConfig:
 
 
 @dataclass
-class TrainConfig(ModelConfig, TaskConfig, CoVoConfig):
+class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
     output_dir: str = _f("runs/latro", "Run directory: config, metrics, evaluations, checkpoints, model.")
     resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
     seed: int = _f(0, "Seed for data order, sampling and initialisation.")
@@ -172,7 +172,7 @@ def save_yaml(config, path: str | Path) -> None:
 
 
 @dataclass
-class DGDiffConfig(ModelConfig, TaskConfig, CoVoConfig):
+class DGDiffConfig(CoVoConfig, ModelConfig, TaskConfig):
     """SELF-[IN]CORRECT (Jiang et al., 2024, arXiv 2404.04298): generation vs discrimination."""
 
     split: str = _f("test", "Split to evaluate: train, validation or test.")

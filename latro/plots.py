@@ -1,4 +1,5 @@
-"""PNG plots of a run directory: held-out accuracy, mean reward and rationale length per step.
+"""PNG plots of a run directory: held-out accuracy, mean reward, rationale length, and the
+self-reward diagnostics (sampled-answer accuracy, reward AUROC, answers per group) per step.
 
     python -m latro.plots runs/demo
 """
@@ -16,7 +17,7 @@ def _read_metrics(run_dir: Path) -> list[dict]:
 
 
 def plot_run(run_dir: str | Path, extra_accuracy: dict[str, tuple[list[int], list[float]]] | None = None) -> list[Path]:
-    """Write accuracy.png, reward.png and rationale_length.png into the run directory.
+    """Write accuracy.png, reward.png, rationale_length.png and diagnostics.png into the run directory.
 
     `extra_accuracy` adds named (steps, accuracies) series to the accuracy plot, e.g. test
     accuracy before and after training."""
@@ -56,6 +57,25 @@ def plot_run(run_dir: str | Path, extra_accuracy: dict[str, tuple[list[int], lis
         ax.set(xlabel="optimizer step", ylabel=label, title=label[0].upper() + label[1:])
         ax.grid(alpha=0.3)
         save(fig, name)
+
+    if any("sample_accuracy" in r for r in rows):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for key, label in [("sample_accuracy", "sampled answers correct"),
+                           ("reward_auroc_in_group", "reward AUROC (right vs wrong, same question)"),
+                           ("majority_agreement", "majority answer = gold")]:
+            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                left.plot(*zip(*points), label=label)
+        left.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        left.set(xlabel="optimizer step", ylim=(0, 1), title="Can the reward be trusted?")
+        left.legend(fontsize=8)
+        left.grid(alpha=0.3)
+        right.plot([r["step"] for r in rows if "distinct_answers" in r],
+                   [r["distinct_answers"] for r in rows if "distinct_answers" in r])
+        right.set(xlabel="optimizer step", ylabel="distinct answers per question",
+                  title="Answer diversity (collapse -> 1)")
+        right.grid(alpha=0.3)
+        save(fig, "diagnostics.png")
     return written
 
 

@@ -110,14 +110,12 @@ def distance_matrices(batch: RewardInputs, group: range, states: dict[int, list[
             for k in range(len(candidates)):
                 rows.append((j, k))
                 heads.append(rollout.prompt_ids + head + stem_ids[needs_newline])
-    nll = []
+    nll, device = [], next(batch.scorer.parameters()).device
     for start in range(0, len(rows), s.covo_batch_size):
         chunk = range(start, min(start + s.covo_batch_size, len(rows)))
         answers = [cand_ids[rows[i][1]] for i in chunk]
         scored = make_batch([heads[i] for i in chunk], [[] for _ in chunk], answers,
-                            tok.pad_token_id if tok.pad_token_id is not None else 0)
-        device = next(batch.scorer.parameters()).device
-        scored = scored.to(device)
+                            tok.pad_token_id if tok.pad_token_id is not None else 0).to(device)
         with torch.no_grad():
             logp = sequence_logprobs(batch.scorer(scored.input_ids, scored.attention_mask, scored.segments),
                                      scored.segments).answer
