@@ -102,11 +102,13 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
 
 def format_table(summary: dict) -> str:
     keys = list(summary["base"])
+    rows = [("base (shipped)", summary["base"]),
+            (f"after {summary.get('reward', 'latro')} ({summary['steps']} steps)", summary["trained"])]
+    width = max(28, *(len(label) + 2 for label, _ in rows))
     lines = [f"\nHeld-out test, {summary['test_questions']} questions:",
-             f"  {'model':<28}" + "".join(f"{k:>9}" for k in keys)]
-    for label, metrics in [("base (shipped)", summary["base"]),
-                           (f"after {summary.get('reward', 'latro')} ({summary['steps']} steps)", summary["trained"])]:
-        lines.append(f"  {label:<28}" + "".join(f"{100 * metrics[k]:8.1f}%" for k in keys))
+             f"  {'model':<{width}}" + "".join(f"{k:>9}" for k in keys)]
+    for label, metrics in rows:
+        lines.append(f"  {label:<{width}}" + "".join(f"{100 * metrics[k]:8.1f}%" for k in keys))
     for label, part in [("base", summary["base_steps"]), ("trained", summary["trained_steps"])]:
         w, wo = part["with_steps"], part["without_steps"]
         fmt = lambda p: "-" if p["accuracy"] is None else f"{100 * p['accuracy']:.1f}% of {p['samples']}"
