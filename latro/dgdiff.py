@@ -128,7 +128,7 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
         scores["self_certainty"] = _certainties(scorer, tokenizer, rollouts, cfg.batch_size)
     if "covo" in names:
         inputs = RewardInputs(task=task, rollouts=rollouts, examples=per_candidate, group_size=n, answers=answers,
-                              rationale_logp=torch.zeros(len(rollouts)), scorer=scorer, tokenizer=tokenizer,
+                              rationale_logp=torch.zeros(len(rollouts)), model=model, tokenizer=tokenizer,
                               settings=cfg)
         scores["covo"] = covo(inputs).tolist()
     if "majority" in names:

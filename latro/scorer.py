@@ -138,3 +138,57 @@ def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprob
         count = sampled.new_zeros(segments.shape[0]).index_add(0, rows, sampled)
         certainty = certainty.new_zeros(segments.shape[0]).index_add(0, rows, certainty * sampled) / count.clamp(min=1)
     return SequenceLogprobs(totals[0], totals[1], token_logprobs, certainty)
+
+
+@torch.no_grad()
+def branch_logprobs(model, sequences: list[list[int]], branches: list[tuple[int, int, list[int], list[int]]],
+                    batch_size: int = 64, pad_id: int = 0) -> list[float]:
+    """Sum log-prob of `answer` after sequences[s][:cut] + stem, for each branch (s, cut, stem, answer).
+
+    Many branches share one sequence (CoVo: every intermediate state of a response, times every
+    candidate answer). Each sequence is run once; a branch then attends only to the first `cut`
+    tokens of its sequence's cached keys and values (a padding mask with a hole) and adds its own
+    few tokens at positions cut, cut + 1, ..., so the cost is one pass per sequence plus a few
+    tokens per branch, not one full pass per branch. Equal to scoring each branch's text alone.
+    """
+    from transformers import StaticCache
+
+    from latro.rollout import _cache_keyword, _left_pad, _select_rows
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # gradient checkpointing turns the KV cache off in train mode
+    results: list[float] = []
+    for start in range(0, len(branches), batch_size):
+        chunk = branches[start : start + batch_size]
+        rows = sorted({s for s, *_ in chunk})
+        ids, mask = _left_pad([sequences[s] for s in rows], pad_id)
+        width = ids.shape[1]
+        # Re-feed each branch's last visible token so that its first stem token is predicted
+        # from a new position; the hole then starts right after that token.
+        tails = [[sequences[s][cut - 1]] + stem + answer for s, cut, stem, answer in chunk]
+        extra = max(map(len, tails))
+        cache = StaticCache(config=model.config, max_cache_len=width + extra)
+        kw = {_cache_keyword(model): cache}
+        model(input_ids=ids.to(device), attention_mask=mask.to(device),
+              position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1, **kw)
+        row_of = {s: i for i, s in enumerate(rows)}
+        _select_rows(cache, torch.tensor([row_of[s] for s, *_ in chunk], device=device))
+        full = torch.zeros((len(chunk), width + extra), dtype=torch.long)
+        new_ids = torch.full((len(chunk), extra), pad_id, dtype=torch.long)
+        positions = torch.zeros((len(chunk), extra), dtype=torch.long)
+        for b, ((s, cut, _, _), tail) in enumerate(zip(chunk, tails)):
+            offset = width - len(sequences[s])  # left padding of its sequence
+            full[b, offset : offset + cut - 1] = 1
+            full[b, width : width + len(tail)] = 1
+            new_ids[b, : len(tail)] = torch.tensor(tail)
+            positions[b] = torch.arange(cut - 1, cut - 1 + extra)
+        logits = model(input_ids=new_ids.to(device), attention_mask=full.to(device),
+                       position_ids=positions.to(device), use_cache=True, **kw).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        for b, (_, _, stem, answer) in enumerate(chunk):
+            first = len(stem)  # logits at tail index i predict tail token i + 1
+            picked = logp[b, first : first + len(answer)].gather(-1, torch.tensor(answer, device=device)[:, None])
+            results.append(picked.sum().item())
+    model.train(was_training)
+    return results

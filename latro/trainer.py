@@ -194,7 +194,7 @@ class Trainer:
                 task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
                 answers=answers, rationale_logp=policy.rationale.detach(), answer_logp=policy.answer.detach(),
                 certainty=policy.certainty, sampled_token_logp=policy.sampled_token_logprobs(batch.segments),
-                scorer=TokenScorer(self.policy, cfg.score_chunk_size), tokenizer=tok, settings=cfg))
+                model=self.policy, tokenizer=tok, settings=cfg))
         reward = reward.to(self.acc.device)
         # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
         # give an unfinished response no answer and so no credit.

@@ -96,7 +96,7 @@ def test_covo_through_a_model(tokenizer, tiny_model):
     answers = ["7", "9", None, "7", "5", "5", "5", None]  # second group: one cluster
     cfg = TrainConfig()
     batch = RewardInputs(task=task, rollouts=rollouts, examples=[ex] * 8, group_size=4, answers=answers,
-                         rationale_logp=torch.zeros(8), scorer=TokenScorer(tiny_model), tokenizer=tokenizer,
+                         rationale_logp=torch.zeros(8), model=tiny_model, tokenizer=tokenizer,
                          settings=cfg)
     states = {j: state_ends(tokenizer, rollouts[j].rationale_ids, 15) for j in (0, 1, 3)}
     matrices = distance_matrices(batch, range(4), states, ["7", "9"], ex)

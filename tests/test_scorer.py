@@ -79,3 +79,28 @@ def test_no_full_vocabulary_tensor_is_kept_for_backward(tiny_model, tokenizer):
         out = TokenScorer(tiny_model, chunk_size=64)(batch.input_ids, batch.attention_mask, batch.segments)
     assert out.numel() > 100
     assert max(saved) == 0  # no saved tensor with a vocabulary dimension over many rows
+
+
+@pytest.mark.parametrize("batch_size", [64, 3])
+def test_branch_logprobs_equal_scoring_each_branch_alone(tiny_model, tokenizer, batch_size):
+    """Shared-prefix scoring (one pass per sequence, a masked hole per branch) gives the same
+    log-probs as a plain forward over each branch's own text."""
+    from latro.scorer import branch_logprobs
+
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(3, len(tokenizer), (n,), generator=g).tolist() for n in (9, 14, 5)]
+    stems = [[], torch.randint(3, len(tokenizer), (3,), generator=g).tolist()]
+    answers = [torch.randint(3, len(tokenizer), (n,), generator=g).tolist() for n in (1, 3)]
+    branches = [(s, cut, stem, ans) for s, seq in enumerate(seqs) for cut in (1, len(seq) // 2, len(seq))
+                for stem in stems for ans in answers]
+    tiny_model.train()  # the function must switch to eval (and back) for its KV cache
+    got = branch_logprobs(tiny_model, seqs, branches, batch_size=batch_size, pad_id=tokenizer.pad_token_id)
+    assert tiny_model.training
+    tiny_model.eval()
+    for (s, cut, stem, ans), value in zip(branches, got):
+        text = seqs[s][:cut] + stem + ans
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny_model(torch.tensor([text])).logits[0], -1)
+        start = cut + len(stem)
+        expected = sum(logp[start + i - 1, t].item() for i, t in enumerate(ans))
+        assert value == pytest.approx(expected, abs=1e-4)

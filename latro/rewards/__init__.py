@@ -29,7 +29,7 @@ class RewardInputs:
     answer_logp: torch.Tensor | None = None  # [B] log pi(gold answer | question, rationale), detached
     certainty: torch.Tensor | None = None  # [B] mean self-certainty of the sampled tokens
     sampled_token_logp: list[torch.Tensor] = field(default_factory=list)  # per rollout, per token
-    scorer: Any = None  # TokenScorer of the policy, for rewards that need more teacher-forced passes
+    model: Any = None  # the policy, for rewards that need more teacher-forced passes (no grad)
     tokenizer: Any = None
     settings: Any = None  # the run's config (reward-specific options, e.g. covo_*)
 

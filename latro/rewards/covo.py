@@ -4,7 +4,9 @@ For each sample, its rationale is split into steps (lines; at most `covo_max_sta
 contiguous chunks when longer). After each state s_i = prompt + steps[:i+1], the distance to every
 candidate answer y_k of the group is the mean negative log-likelihood of y_k after
 s_i + `covo_answer_prefix` ("The answer is "; the paper's is "The answer is: "), teacher-forced
-with the policy, all states and candidates of a group in a few no-grad passes. A sample whose own answer y_j is closest along the way is consistent (Con:
+with the policy: each response is run once and every (state, candidate) branch then adds only
+its own few tokens to the cached prefix (`latro.scorer.branch_logprobs`), instead of one full
+pass per branch, T x C of them per response. A sample whose own answer y_j is closest along the way is consistent (Con:
 fraction of states where y_j is strictly closest); one that leans to other answers late is
 volatile (Vol: (last state where y_j is not closest, + 1) / T). The samples sharing an answer
 form a cluster whose reward every member gets:
@@ -25,7 +27,7 @@ import math
 import torch
 
 from latro.rewards import Reward, RewardInputs
-from latro.scorer import make_batch, sequence_logprobs
+from latro.scorer import branch_logprobs
 
 
 def consistency_volatility(distances: torch.Tensor, own: int) -> tuple[float, float]:
@@ -101,31 +103,23 @@ def distance_matrices(batch: RewardInputs, group: range, states: dict[int, list[
     stem_ids = {nl: tok(("\n" if nl else "") + stem, add_special_tokens=False).input_ids for nl in (False, True)}
     cand_ids = [tok(space + batch.task.answer_span(c, example), add_special_tokens=False).input_ids
                 for c in candidates]
-    rows, heads = [], []
-    for j in group:
+    samples = [j for j in group if states.get(j)]
+    sequences = [batch.rollouts[j].prompt_ids + batch.rollouts[j].rationale_ids for j in samples]
+    branches = []
+    for row, j in enumerate(samples):
         rollout = batch.rollouts[j]
-        for end in states.get(j, []):
+        for end in states[j]:
             head = rollout.rationale_ids[:end]
             needs_newline = bool(head) and not tok.decode(head[-1:]).endswith(("\n", " "))
-            for k in range(len(candidates)):
-                rows.append((j, k))
-                heads.append(rollout.prompt_ids + head + stem_ids[needs_newline])
-    nll, device = [], next(batch.scorer.parameters()).device
-    for start in range(0, len(rows), s.covo_batch_size):
-        chunk = range(start, min(start + s.covo_batch_size, len(rows)))
-        answers = [cand_ids[rows[i][1]] for i in chunk]
-        scored = make_batch([heads[i] for i in chunk], [[] for _ in chunk], answers,
-                            tok.pad_token_id if tok.pad_token_id is not None else 0).to(device)
-        with torch.no_grad():
-            logp = sequence_logprobs(batch.scorer(scored.input_ids, scored.attention_mask, scored.segments),
-                                     scored.segments).answer
-        nll += (-logp.float().cpu() / torch.tensor([len(a) for a in answers])).tolist()
+            branches += [(row, len(rollout.prompt_ids) + end, stem_ids[needs_newline], ids) for ids in cand_ids]
+    logp = branch_logprobs(batch.model, sequences, branches, s.covo_batch_size,
+                           tok.pad_token_id if tok.pad_token_id is not None else 0)
+    nll = torch.tensor([-lp / len(b[3]) for lp, b in zip(logp, branches)])
     matrices, i = {}, 0
-    for j in group:
-        t = len(states.get(j, []))
-        if t:
-            matrices[j] = torch.tensor(nll[i : i + t * len(candidates)]).view(t, len(candidates))
-            i += t * len(candidates)
+    for j in samples:
+        t = len(states[j]) * len(candidates)
+        matrices[j] = nll[i : i + t].view(len(states[j]), len(candidates))
+        i += t
     return matrices
 
 
