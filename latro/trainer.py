@@ -198,10 +198,10 @@ class Trainer:
         reward = reward.to(self.acc.device)
         # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
         # give an unfinished response no answer and so no credit.
-        stopped = torch.tensor([r.stopped or not self.forces_gold for r in rollouts], device=self.acc.device)
+        stopped = torch.tensor([r.stopped for r in rollouts], device=self.acc.device)
         objective = latro_objective(
             rationale_logp=policy.rationale, answer_logp=policy.answer, ref_rationale_logp=ref_logp,
-            reward=reward, stopped=stopped, group_size=cfg.num_samples, beta=self.beta,
+            reward=reward, stopped=stopped | (not self.forces_gold), group_size=cfg.num_samples, beta=self.beta,
             gamma=cfg.nonstop_gamma, answer_weight=cfg.answer_weight, estimator=self.estimator)
         t2 = time.perf_counter()
         self.last_batch = (batch, rollouts)  # for inspection and the benchmark

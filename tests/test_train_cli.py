@@ -171,8 +171,9 @@ def test_trajectory_is_the_rationale_for_latro_and_the_whole_response_otherwise(
                       validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "run"),
                       num_samples=2, questions_per_step=2, max_rationale_tokens=8, answer_tokens=4, reward=reward)
     trainer = Trainer(cfg)
-    trainer.step(0)
+    metrics = trainer.step(0)
     batch, rollouts = trainer.last_batch
+    assert metrics["stopped_fraction"] == pytest.approx(sum(r.stopped for r in rollouts) / len(rollouts))
     sampled = (batch.segments == RATIONALE).sum(1).tolist()
     expected = [r.completion_ids if whole_response else r.rationale_ids for r in rollouts]
     assert sampled == [len(e) for e in expected]
