@@ -118,6 +118,18 @@ def test_covo_through_a_model(tokenizer, tiny_model):
     cfg.covo_binarize = True
     assert set(covo(batch).tolist()) <= {0.0, 1.0}
 
+    # The curiosity bonus, when switched on, is added with its weight to every answered sample
+    # of a group with two or more candidates.
+    cfg.covo_binarize = False
+    g = torch.Generator().manual_seed(0)
+    batch.sampled_token_logp = [-torch.rand(len(r.completion_ids), generator=g) for r in rollouts]
+    cfg.covo_curiosity = 0.5
+    with_bonus = covo(batch)
+    for j in (0, 1, 3):
+        bonus = curiosity(batch.sampled_token_logp[j], states[j], matrices[j])
+        assert with_bonus[j].item() == pytest.approx(rewards[j].item() + 0.5 * bonus, rel=1e-5)
+    assert with_bonus[2] == 0 and (with_bonus[4:] == 0).all()
+
 
 def test_self_certainty_matches_a_direct_computation(tokenizer, tiny_model):
     prompts = [[5, 6, 7], [8, 9]]
