@@ -169,12 +169,7 @@ class Trainer:
                           answer_tokens=cfg.answer_tokens)
         t1 = time.perf_counter()
 
-        if self.forces_gold:  # LaTRO: the rationale, then the gold answer teacher-forced
-            sampled = [r.rationale_ids for r in rollouts]
-            forced = [answer_ids(tok, self.task, ex, r) for ex, r in zip(examples, rollouts)]
-        else:  # the whole response is the trajectory; nothing is teacher-forced
-            sampled, forced = [r.completion_ids for r in rollouts], [[] for _ in rollouts]
-        batch = make_batch([r.prompt_ids for r in rollouts], sampled, forced, tok.pad_token_id).to(self.acc.device)
+        batch = self.trajectories(rollouts, examples)
         self.policy.train()  # gradient checkpointing (if on) only acts in train mode
         ref_logp = None
         if self.beta > 0:
@@ -185,17 +180,7 @@ class Trainer:
         certainty = any(r.certainty for r, _ in self.rewards)
         policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments,
                                                with_certainty=certainty), batch.segments)
-        # Read only after a stop pattern: without one, the parser's last-number fallback would
-        # take a number from the middle of an unfinished rationale as the answer.
-        answers = [self.task.parse_answer(r.completion, ex) if cfg.answer_tokens and r.stopped else None
-                   for r, ex in zip(rollouts, examples)]
-        with torch.no_grad():
-            reward, parts = combined(self.rewards, RewardInputs(
-                task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
-                answers=answers, rationale_logp=policy.rationale.detach(), answer_logp=policy.answer.detach(),
-                certainty=policy.certainty, sampled_token_logp=policy.sampled_token_logprobs(batch.segments),
-                model=self.policy, tokenizer=tok, settings=cfg))
-        reward = reward.to(self.acc.device)
+        answers, reward, parts = self.score_rewards(rollouts, examples, policy, batch)
         # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
         # give an unfinished response no answer and so no credit.
         stopped = torch.tensor([r.stopped for r in rollouts], device=self.acc.device)
@@ -224,6 +209,32 @@ class Trainer:
             "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
             "rollout_tokens_per_s": num_sampled / max(t1 - t0, 1e-9), "sampled_tokens": num_sampled,
         }
+
+    def trajectories(self, rollouts, examples):
+        """What is scored: with latro the rationale and then the gold answer teacher-forced (the
+        paper); with own-answer rewards only, the whole sampled response."""
+        tok = self.tokenizer
+        if self.forces_gold:
+            sampled = [r.rationale_ids for r in rollouts]
+            forced = [answer_ids(tok, self.task, ex, r) for ex, r in zip(examples, rollouts)]
+        else:
+            sampled, forced = [r.completion_ids for r in rollouts], [[] for _ in rollouts]
+        return make_batch([r.prompt_ids for r in rollouts], sampled, forced, tok.pad_token_id).to(self.acc.device)
+
+    def score_rewards(self, rollouts, examples, policy, batch):
+        """(each rollout's own answer, the combined reward, each reward's part)."""
+        cfg = self.cfg
+        # Read only after a stop pattern: without one, the parser's last-number fallback would
+        # take a number from the middle of an unfinished rationale as the answer.
+        answers = [self.task.parse_answer(r.completion, ex) if cfg.answer_tokens and r.stopped else None
+                   for r, ex in zip(rollouts, examples)]
+        with torch.no_grad():
+            reward, parts = combined(self.rewards, RewardInputs(
+                task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
+                answers=answers, rationale_logp=policy.rationale.detach(), answer_logp=policy.answer.detach(),
+                certainty=policy.certainty, sampled_token_logp=policy.sampled_token_logprobs(batch.segments),
+                model=self.policy, tokenizer=self.tokenizer, settings=cfg))
+        return answers, reward.to(self.acc.device), parts
 
     def update(self, loss: torch.Tensor) -> tuple[float, float]:
         """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used)."""
