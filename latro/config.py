@@ -184,9 +184,10 @@ class DGDiffConfig(CoVoConfig, ModelConfig, TaskConfig):
     stop_patterns: list[str] = _f(
         lambda: ["The answer is", "Answer:", "Therefore, the answer is"],
         "Text that ends a candidate's rationale (what latro and covo score), as in training.")
-    discriminators: str = _f("prompt,latro,covo,self_certainty,majority,latro_gold",
+    discriminators: str = _f("prompt,prompt_forced,latro,covo,self_certainty,majority,latro_gold",
                              "Comma-separated: prompt (the paper's multiple-choice prompt, answered greedily by "
-                             "the same model), latro (log p(own answer | rationale)), covo, self_certainty, "
+                             "the same model), prompt_forced (the same prompt, the reply forced to '### ' and "
+                             "the likeliest index taken), latro (log p(own answer | rationale)), covo, self_certainty, "
                              "majority, latro_gold (log p(gold answer | rationale): uses the labels, a check of "
                              "the LaTRO training reward, not a deployable discriminator).")
     judge_max_new_tokens: int = _f(512, "Generation budget of the prompt discriminator's reasoning and choice.")

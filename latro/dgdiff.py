@@ -8,8 +8,9 @@ Per question: n candidates at temperature 0.7. S_gen scores one candidate picked
 S_disc scores the candidate a discriminator picks; DG-DIFF = S_disc - S_gen, tested one-sided
 (H0: DG-DIFF <= 0) with McNemar on the paired outcomes. Discriminators: `prompt` (the paper's:
 the same model reads the question and all candidates and answers "### <k>", greedy; a choice it
-does not give scores as the worst candidate) and latro's self-rewards used as scores (highest
-wins, ties to the earlier candidate). Candidates use the task's zero-shot prompt, the one
+does not give scores as the worst candidate), `prompt_forced` (the same prompt with the reply
+forced to "### " and the likeliest index chosen), and latro's self-rewards used as scores
+(highest wins, ties to the earlier candidate). Candidates use the task's zero-shot prompt, the one
 training and `latro eval` use (the paper's are few-shot).
 """
 
@@ -27,9 +28,9 @@ from latro.rewards import RewardInputs
 from latro.rewards.covo import covo
 from latro.rewards.majority import majority_answers
 from latro.rollout import sample
-from latro.scorer import TokenScorer, make_batch, sequence_logprobs
+from latro.scorer import TokenScorer, branch_logprobs, make_batch, sequence_logprobs
 
-DISCRIMINATORS = ("prompt", "latro", "covo", "self_certainty", "majority", "latro_gold")
+DISCRIMINATORS = ("prompt", "prompt_forced", "latro", "covo", "self_certainty", "majority", "latro_gold")
 _CHOICE = re.compile(r"###\s*(\d+)")
 
 
@@ -140,8 +141,12 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     choices: dict[str, list[int | None]] = {d: [_pick(s[q * n : (q + 1) * n]) for q in range(len(examples))]
                                             for d, s in scores.items()}
     judge_texts, too_long = [None] * len(examples), 0
+    if {"prompt", "prompt_forced"} & set(names):
+        prompts, too_long = _judge_prompts(tokenizer, examples, rollouts, n, cfg, context)
     if "prompt" in names:
-        choices["prompt"], judge_texts, too_long = _judge(model, tokenizer, examples, rollouts, n, cfg, stops, context)
+        choices["prompt"], judge_texts = _judge(model, tokenizer, prompts, n, cfg, stops, context, len(examples))
+    if "prompt_forced" in names:
+        choices["prompt_forced"] = _forced_choice(model, tokenizer, prompts, n, cfg, len(examples))
 
     rng = random.Random(cfg.seed)
     gen_pick = [rng.randrange(n) for _ in examples]
@@ -159,8 +164,9 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
         results[d] = {"s_gen": sum(gen) / total, "s_disc": sum(disc) / total,
                       "dg_diff": (sum(disc) - sum(gen)) / total, "n10": n10, "n01": n01, "z": z, "p": p,
                       "unparseable": sum(c is None for c in choices[d]) / total}
-    if "prompt" in results:
-        results["prompt"]["prompt_too_long"] = too_long / max(len(examples), 1)
+    for d in ("prompt", "prompt_forced"):
+        if d in results:
+            results[d]["prompt_too_long"] = too_long / max(len(examples), 1)
 
     records = []
     for q, ex in enumerate(examples):
@@ -178,18 +184,22 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
             f"pass@{n}": pass_n, "discriminators": results, "records": records}
 
 
-def _judge(model, tokenizer, examples, rollouts, n, cfg, stops, context):
-    """The prompt discriminator: greedy answer to the multiple-choice prompt, parsed for "### k"."""
-    choices, texts, too_long = [None] * len(examples), [None] * len(examples), 0
-    prompts = {}
+def _judge_prompts(tokenizer, examples, rollouts, n, cfg, context) -> tuple[dict[int, list[int]], int]:
+    """Token ids of the multiple-choice prompt per question; those with no room left are counted."""
+    prompts, too_long = {}, 0
     for q, ex in enumerate(examples):
-        ids = encode_user_message(tokenizer, judge_prompt(task_question(ex), [r.completion for r in
-                                                                         rollouts[q * n : (q + 1) * n]]),
-                                  cfg.chat_template)
-        if len(ids) + 8 > context:  # no room to answer: counted, and scored as an unparseable choice
+        shown = [r.completion for r in rollouts[q * n : (q + 1) * n]]
+        ids = encode_user_message(tokenizer, judge_prompt(task_question(ex), shown), cfg.chat_template)
+        if len(ids) + 16 > context:  # no room to answer: scored as an unparseable choice
             too_long += 1
         else:
             prompts[q] = ids
+    return prompts, too_long
+
+
+def _judge(model, tokenizer, prompts, n, cfg, stops, context, count):
+    """The paper's discriminator: greedy answer to the multiple-choice prompt, parsed for "### k"."""
+    choices, texts = [None] * count, [None] * count
     order = sorted(prompts, key=lambda q: len(prompts[q]))  # similar lengths batch with less padding
     for start in range(0, len(order), cfg.batch_size):
         chunk = order[start : start + cfg.batch_size]
@@ -200,7 +210,22 @@ def _judge(model, tokenizer, examples, rollouts, n, cfg, stops, context):
         for q, out in zip(chunk, outs):
             texts[q] = out.completion
             choices[q] = parse_choice(out.completion, n)
-    return choices, texts, too_long
+    return choices, texts
+
+
+def _forced_choice(model, tokenizer, prompts, n, cfg, count):
+    """The same prompt, the reply forced to "Therefore, the final choice is:\n###": the choice is
+    the likeliest of " 1" .. " n" (for models that cannot produce the format themselves)."""
+    lead = tokenizer("Therefore, the final choice is:\n###", add_special_tokens=False).input_ids
+    digits = [tokenizer(f" {k}", add_special_tokens=False).input_ids for k in range(1, n + 1)]
+    questions = sorted(prompts)
+    sequences = [prompts[q] + lead for q in questions]
+    branches = [(row, len(seq), [], d) for row, seq in enumerate(sequences) for d in digits]
+    logp = branch_logprobs(model, sequences, branches, cfg.batch_size * n, tokenizer.pad_token_id or 0)
+    choices = [None] * count
+    for row, q in enumerate(questions):
+        choices[q] = _pick(logp[row * n : (row + 1) * n])
+    return choices
 
 
 def task_question(ex) -> str:

@@ -36,7 +36,7 @@ def test_dgdiff_cli_writes_every_candidate_and_choice(tiny_model_dir, arith_file
           "--output", str(out)])
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
-    names = ["prompt", "latro", "covo", "self_certainty", "majority", "latro_gold"]
+    names = ["prompt", "prompt_forced", "latro", "covo", "self_certainty", "majority", "latro_gold"]
     assert list(report["discriminators"]) == names and report["n"] == 3 and report["candidates"] == 4
     assert all(name in printed for name in names) and "DG-DIFF" in printed
     for r in report["discriminators"].values():
@@ -45,7 +45,8 @@ def test_dgdiff_cli_writes_every_candidate_and_choice(tiny_model_dir, arith_file
     for record in report["records"]:
         assert len(record["candidates"]) == 4 and 0 <= record["gen_pick"] < 4
         assert set(record["choices"]) == set(names) and "judge" in record
-        assert set(record["candidates"][0]["scores"]) == set(names) - {"prompt"}
-        for name in names[1:]:  # a score discriminator picks its highest-scoring candidate
+        assert set(record["candidates"][0]["scores"]) == set(names) - {"prompt", "prompt_forced"}
+        assert record["choices"]["prompt_forced"] in range(4)  # a forced choice always parses
+        for name in names[2:]:  # a score discriminator picks its highest-scoring candidate
             scores = [c["scores"][name] for c in record["candidates"]]
             assert scores[record["choices"][name]] == max(scores)
