@@ -41,18 +41,25 @@ def _sft(args) -> None:
     SFTTrainer(cfg).train()
 
 
-def _eval(args) -> None:
-    from latro.evaluate import evaluate
+def _load_for_evaluation(cfg, command: str):
+    """(task, questions of the split, model, tokenizer) for `latro eval` and `latro dgdiff`."""
     from latro.modeling import load_model, load_tokenizer
     from latro.trainer import build_task
 
-    cfg = C.from_args(C.EvalConfig, args)
     if not cfg.model:
-        raise SystemExit("latro eval: --model is required")
+        raise SystemExit(f"latro {command}: --model is required")
     task = build_task(cfg)
     examples = task.load(cfg.split)[: cfg.limit or None]
     model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
+    return task, examples, model, tokenizer
+
+
+def _eval(args) -> None:
+    from latro.evaluate import evaluate
+
+    cfg = C.from_args(C.EvalConfig, args)
+    task, examples, model, tokenizer = _load_for_evaluation(cfg, "eval")
     result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                       chat_template=cfg.chat_template, seed=cfg.seed)
@@ -76,16 +83,9 @@ def _dgdiff(args) -> None:
     import dataclasses
 
     from latro.dgdiff import format_table, run_dgdiff
-    from latro.modeling import load_model, load_tokenizer
-    from latro.trainer import build_task
 
     cfg = C.from_args(C.DGDiffConfig, args)
-    if not cfg.model:
-        raise SystemExit("latro dgdiff: --model is required")
-    task = build_task(cfg)
-    examples = task.load(cfg.split)[: cfg.limit or None]
-    model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
+    task, examples, model, tokenizer = _load_for_evaluation(cfg, "dgdiff")
     result = run_dgdiff(model, tokenizer, task, examples, cfg)
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg, "dgdiff")
     out.parent.mkdir(parents=True, exist_ok=True)

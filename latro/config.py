@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 
+STOP_PATTERNS = ("The answer is", "Answer:", "Therefore, the answer is")  # the paper's
+
+
 def _f(default, help: str, **kw):
     if callable(default):  # a factory, for mutable defaults
         return field(default_factory=default, metadata={"help": help, **kw})
@@ -87,7 +90,7 @@ class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
     temperature: float = _f(1.0, "Sampling temperature of rationales (the paper: 1).")
     max_rationale_tokens: int = _f(500, "L, rationale budget in tokens (the paper: 500; plateaus above).")
     stop_patterns: list[str] = _f(
-        lambda: ["The answer is", "Answer:", "Therefore, the answer is"],
+        lambda: list(STOP_PATTERNS),
         "Text that ends a rationale, excluded from it (the paper); EOS and end-of-turn always stop.")
     beta: float | None = _f(None, "KL weight to the frozen initial model; default per task as in the paper: "
                                   "0.05 GSM8K, 0.25 ARC-Challenge (0.05 otherwise); 1e-4 with covo first "
@@ -182,8 +185,7 @@ class DGDiffConfig(CoVoConfig, ModelConfig, TaskConfig):
     max_new_tokens: int = _f(512, "Rationale budget of each candidate, in tokens.")
     answer_tokens: int = _f(32, "Tokens allowed for the final answer after the rationale's stop pattern.")
     stop_patterns: list[str] = _f(
-        lambda: ["The answer is", "Answer:", "Therefore, the answer is"],
-        "Text that ends a candidate's rationale (what latro and covo score), as in training.")
+        lambda: list(STOP_PATTERNS), "Text that ends a candidate's rationale (what latro and covo score), as in training.")
     discriminators: str = _f("prompt,prompt_forced,latro,covo,self_certainty,majority,latro_gold",
                              "Comma-separated: prompt (the paper's multiple-choice prompt, answered greedily by "
                              "the same model), prompt_forced (the same prompt, the reply forced to '### ' and "
