@@ -22,10 +22,13 @@ def group_norm(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> tor
     return (centered / (std + eps)).view(-1)
 
 
-def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """REINFORCE++ (arXiv 2501.03262), as used by CoVo: whiten over the whole batch."""
-    std = rewards.std() if rewards.numel() > 1 else rewards.new_tensor(1.0)
-    return (rewards - rewards.mean()) / (std + eps)
+def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, gather=None) -> torch.Tensor:
+    """REINFORCE++ (arXiv 2501.03262), as used by CoVo: whiten over the whole batch. With several
+    processes, `gather` (accelerate's) pools every process's rewards, so the statistics are those
+    of the global batch, not of each process's share."""
+    pool = gather(rewards) if gather is not None else rewards
+    std = pool.std() if pool.numel() > 1 else rewards.new_tensor(1.0)
+    return (rewards - pool.mean()) / (std + eps)
 
 
 ESTIMATORS = {"rloo": rloo, "group_norm": group_norm, "batch_whiten": batch_whiten}

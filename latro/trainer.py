@@ -19,6 +19,7 @@ one on-policy step per batch of rollouts).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -33,7 +34,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from latro.config import TrainConfig, save_yaml
-from latro.estimators import get_estimator
+from latro.estimators import batch_whiten, get_estimator
 from latro.evaluate import evaluate
 from latro.modeling import add_lora, frozen_copy, load_model, load_tokenizer, reference_of, save_model
 from latro.monitor import reward_diagnostics
@@ -80,6 +81,8 @@ class Trainer:
         self._load_data(getattr(model.config, "max_position_embeddings", None))
         self._build_model(model)
         self.estimator = get_estimator(cfg.estimator or first.estimator)
+        if self.estimator is batch_whiten and self.acc.num_processes > 1:
+            self.estimator = functools.partial(batch_whiten, gather=self.acc.gather)
         self.step_index, self.best_accuracy = 0, -1.0
         self._stop_requested = False
 

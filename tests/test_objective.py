@@ -27,6 +27,11 @@ def test_group_norm_and_batch_whiten_by_hand():
     torch.testing.assert_close(group_norm(rewards, 2)[2:], torch.zeros(2))  # equal rewards: no signal
     mean, std = 6.0, torch.tensor([1.0, 3.0, 10.0, 10.0]).std().item()
     torch.testing.assert_close(batch_whiten(rewards, 2, eps=0.0), (rewards - mean) / std)
+    # Several processes: the statistics are the global batch's, the output this process's share.
+    other = torch.tensor([0.0, 0.0, 4.0, 2.0])
+    pooled = torch.cat([rewards, other])
+    torch.testing.assert_close(batch_whiten(rewards, 2, eps=0.0, gather=lambda r: torch.cat([r, other])),
+                               (rewards - pooled.mean()) / pooled.std())
 
 
 def test_kl_enters_the_reward_and_nonstop_penalty_uses_batch_mean():
