@@ -111,6 +111,8 @@ class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
     # --- evaluation during training (checkpoint selection on validation, never test)
     eval_every: int = _f(50, "Evaluate greedy accuracy on validation every N steps (0 = only at the end).")
     eval_limit: int = _f(200, "Validation questions per evaluation (0 = all).")
+    eval_on_start: bool = _f(False, "Also evaluate the initial model before step 1: a step-0 point in metrics and "
+                                    "plots, and the initial model can be the best checkpoint.")
     eval_max_new_tokens: int = _f(512, "Generation budget for evaluation answers.")
     eval_batch_size: int = _f(16, "Questions per generation batch in evaluation.")
     save_every: int = _f(50, "Write a resumable checkpoint every N steps (and at the end).")

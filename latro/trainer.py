@@ -280,17 +280,18 @@ class Trainer:
 
     def maybe_resume(self) -> None:
         done = sorted(p for p in (self.run_dir / "checkpoints").glob("step-*") if (p / "trainer_state.json").exists())
-        if not done:
+        if done:
+            self.acc.load_state(str(done[-1]))
+            state = json.loads((done[-1] / "trainer_state.json").read_text())
+            self.step_index, self.best_accuracy = state["step"], state["best_accuracy"]
+            self.acc.print(f"resumed from {done[-1]} at step {self.step_index}")
+        else:
             self.acc.print(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}, starting fresh")
-            return
-        self.acc.load_state(str(done[-1]))
-        state = json.loads((done[-1] / "trainer_state.json").read_text())
-        self.step_index, self.best_accuracy = state["step"], state["best_accuracy"]
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists() and self.acc.is_main_process:  # drop steps that were not checkpointed
-            kept = [l for l in metrics.read_text().splitlines() if l and json.loads(l).get("step", 0) <= self.step_index]
+        if metrics.exists() and self.acc.is_main_process:  # drop what was logged after the checkpoint
+            kept = [l for l in metrics.read_text().splitlines()
+                    if l and self.step_index and json.loads(l).get("step", 0) <= self.step_index]
             metrics.write_text("".join(l + "\n" for l in kept))
-        self.acc.print(f"resumed from {done[-1]} at step {self.step_index}")
 
     # ----------------------------------------------------------------- the run
     def _request_stop(self, signum, frame):
@@ -314,6 +315,10 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.acc.is_main_process,
                    desc=self.label, dynamic_ncols=True)
         accuracy = None
+        if cfg.eval_on_start and self.step_index == 0 and self.acc.is_main_process:
+            accuracy = self.validate(0)
+            self._log({"step": 0, "validation_accuracy": accuracy})
+        self.acc.wait_for_everyone()
         try:
             while self.step_index < self.total_steps and not self._stop_requested:
                 metrics = self.step(self.step_index)

@@ -178,3 +178,20 @@ def test_trajectory_is_the_rationale_for_latro_and_the_whole_response_otherwise(
     expected = [r.completion_ids if whole_response else r.rationale_ids for r in rollouts]
     assert sampled == [len(e) for e in expected]
     assert ((batch.segments == ANSWER).sum() == 0) == whole_response  # gold answer forced only by latro
+
+
+def test_eval_on_start_logs_step_zero_and_a_restart_logs_each_step_once(tiny_model_dir, arith_files, tmp_path):
+    out = tmp_path / "run"
+    main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "2", "--eval-on-start"))
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [0, 1, 2] and set(lines[0]) == {"step", "validation_accuracy"}
+    assert (out / "evaluations" / "validation-step-000000.json").exists()
+
+    # Killed before its first checkpoint: --resume starts over and logs every step once.
+    fresh = tmp_path / "killed"
+    fresh.mkdir()
+    (fresh / "metrics.jsonl").write_text(json.dumps({"step": 0, "validation_accuracy": 0.0}) + "\n"
+                                         + json.dumps({"step": 1, "loss": 9.0}) + "\n")
+    main(train_args(tiny_model_dir, arith_files, fresh, "--max-steps", "2", "--eval-on-start", "--resume"))
+    again = [json.loads(l) for l in (fresh / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in again] == [0, 1, 2] and again[1]["loss"] != 9.0
