@@ -1,6 +1,6 @@
 """The built-in demonstration: `latro train` with no model trains the shipped hidden reasoner.
 
-    latro train                 # ~7 minutes on a 2-core laptop CPU, no download, no GPU
+    latro train                 # 4-7 minutes on a 2-core CPU, no download, no GPU
     latro train --seed 1        # any setting can still be overridden
 
 The shipped model (latro/demo/model, pre-trained by `python -m latro.demo.pretrain`) has seen
@@ -96,7 +96,7 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
                "trained": final["metrics"], "base_steps": base["steps"], "trained_steps": final["steps"]}
     (trainer.run_dir / "demo-summary.json").write_text(json.dumps(summary, indent=1))
     print(format_table(summary))
-    print(f"Plots: {trainer.run_dir}/accuracy.png, reward.png, rationale_length.png")
+    print(f"Plots: {trainer.run_dir}/accuracy.png, reward.png, rationale_length.png, diagnostics.png")
     return summary
 
 
