@@ -138,6 +138,8 @@ def curiosity(token_logp: torch.Tensor, ends: list[int], distances: torch.Tensor
 
 def covo(batch: RewardInputs) -> torch.Tensor:
     s, k = batch.settings, batch.group_size
+    if s.covo_curiosity and len(batch.sampled_token_logp) != len(batch.rollouts):
+        raise ValueError("covo_curiosity needs the log-prob of every sampled token (RewardInputs.sampled_token_logp)")
     rewards = []
     for start in range(0, len(batch.answers), k):
         group = range(start, start + k)
