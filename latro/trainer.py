@@ -330,6 +330,8 @@ class Trainer:
                 self.acc.wait_for_everyone()
                 self._log(metrics)
                 shown = {"reward": metrics["reward_mean"]} if "reward_mean" in metrics else {"loss": metrics["loss"]}
+                if "sample_accuracy" in metrics:  # the sampled answers' accuracy, when gold is known
+                    shown["samples_right"] = metrics["sample_accuracy"]
                 bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()},
                                 acc="-" if accuracy is None else f"{accuracy:.3f}")
                 bar.update(1)
