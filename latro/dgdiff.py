@@ -100,6 +100,8 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     unknown = sorted(set(names) - set(DISCRIMINATORS))
     if unknown:
         raise ValueError(f"unknown discriminators {unknown}; known: {', '.join(DISCRIMINATORS)}")
+    if cfg.candidates < 2:
+        raise ValueError(f"--candidates {cfg.candidates}: discrimination needs at least 2 candidates")
     n, device = cfg.candidates, next(model.parameters()).device
     model.eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)

@@ -50,3 +50,11 @@ def test_dgdiff_cli_writes_every_candidate_and_choice(tiny_model_dir, arith_file
         for name in names[2:]:  # a score discriminator picks its highest-scoring candidate
             scores = [c["scores"][name] for c in record["candidates"]]
             assert scores[record["choices"][name]] == max(scores)
+
+
+@pytest.mark.parametrize("flags,message", [(["--candidates", "1"], "at least 2"),
+                                           (["--discriminators", "prompt,oracle"], "unknown discriminators")])
+def test_dgdiff_rejects_bad_settings(tiny_model_dir, arith_files, flags, message):
+    with pytest.raises(ValueError, match=message):
+        main(["dgdiff", "--model", str(tiny_model_dir), "--task", "jsonl",
+              "--test-file", str(arith_files / "test.jsonl"), "--limit", "1", *flags])
