@@ -23,10 +23,9 @@ from dataclasses import replace
 
 import torch
 
+from latro.modeling import context_length
 from latro.prompts import answer_ids, encode_prompt, encode_user_message, stop_token_ids
-from latro.rewards import RewardInputs
-from latro.rewards.covo import covo
-from latro.rewards.majority import majority_answers
+from latro.rewards import RewardInputs, get_reward
 from latro.rollout import sample
 from latro.scorer import TokenScorer, branch_logprobs, make_batch, sequence_logprobs
 
@@ -59,34 +58,28 @@ def parse_choice(text: str, n: int) -> int | None:
     return int(found[-1]) - 1 if found and 1 <= int(found[-1]) <= n else None
 
 
-def _context(model) -> int:
-    return getattr(model.config, "max_position_embeddings", None) or 10**9
-
-
-def _score_forced(scorer, tokenizer, rollouts, forced: list[list[int] | None], batch_size: int) -> list[float]:
-    """Sum log-prob of each forced answer after its candidate's rationale (-inf where None)."""
-    out = [-math.inf] * len(rollouts)
-    rows = [i for i, f in enumerate(forced) if f is not None]
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        batch = make_batch([rollouts[i].prompt_ids for i in chunk], [rollouts[i].rationale_ids for i in chunk],
-                           [forced[i] for i in chunk], tokenizer.pad_token_id or 0)
+def _score(scorer, tokenizer, rollouts, sampled, forced, batch_size, with_certainty=False):
+    """Teacher-forced scores of prompt + sampled + forced for each rollout, in chunks."""
+    out = []
+    for start in range(0, len(rollouts), batch_size):
+        rows = range(start, min(start + batch_size, len(rollouts)))
+        batch = make_batch([rollouts[i].prompt_ids for i in rows], [sampled[i] for i in rows],
+                           [forced[i] for i in rows], tokenizer.pad_token_id or 0)
         batch = batch.to(next(scorer.parameters()).device)
-        logp = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask, batch.segments), batch.segments)
-        for i, value in zip(chunk, logp.answer.tolist()):
-            out[i] = value
+        scored = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask, batch.segments,
+                                          with_certainty=with_certainty), batch.segments)
+        out += (scored.certainty if with_certainty else scored.answer).tolist()
     return out
 
 
-def _certainties(scorer, tokenizer, rollouts, batch_size: int) -> list[float]:
-    out = []
-    for start in range(0, len(rollouts), batch_size):
-        chunk = rollouts[start : start + batch_size]
-        batch = make_batch([r.prompt_ids for r in chunk], [r.completion_ids or [tokenizer.eos_token_id] for r in chunk],
-                           [[] for _ in chunk], tokenizer.pad_token_id or 0).to(next(scorer.parameters()).device)
-        scored = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask, batch.segments, with_certainty=True),
-                                   batch.segments)
-        out += scored.certainty.tolist()
+def _answer_likelihoods(scorer, tokenizer, rollouts, forced, batch_size) -> list[float]:
+    """Sum log-prob of each forced answer after its candidate's rationale (-inf where None)."""
+    rows = [i for i, f in enumerate(forced) if f is not None]
+    values = _score(scorer, tokenizer, [rollouts[i] for i in rows], [rollouts[i].rationale_ids for i in rows],
+                    [forced[i] for i in rows], batch_size)
+    out = [-math.inf] * len(rollouts)
+    for i, value in zip(rows, values):
+        out[i] = value
     return out
 
 
@@ -105,7 +98,7 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     n, device = cfg.candidates, next(model.parameters()).device
     model.eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    stops, context = stop_token_ids(tokenizer, model), _context(model)
+    stops, context = stop_token_ids(tokenizer, model), context_length(model)
     prompts = [encode_prompt(tokenizer, task, ex, cfg.chat_template) for ex in examples]
     rollouts = []
     for start in range(0, len(examples), cfg.batch_size):
@@ -123,22 +116,19 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     if "latro" in names:
         own = [None if a is None else answer_ids(tokenizer, task, replace(ex, answer=a), r)
                for a, ex, r in zip(answers, per_candidate, rollouts)]
-        scores["latro"] = _score_forced(scorer, tokenizer, rollouts, own, cfg.batch_size)
+        scores["latro"] = _answer_likelihoods(scorer, tokenizer, rollouts, own, cfg.batch_size)
     if "latro_gold" in names:
         gold = [answer_ids(tokenizer, task, ex, r) for ex, r in zip(per_candidate, rollouts)]
-        scores["latro_gold"] = _score_forced(scorer, tokenizer, rollouts, gold, cfg.batch_size)
+        scores["latro_gold"] = _answer_likelihoods(scorer, tokenizer, rollouts, gold, cfg.batch_size)
     if "self_certainty" in names:
-        scores["self_certainty"] = _certainties(scorer, tokenizer, rollouts, cfg.batch_size)
-    if "covo" in names:
-        inputs = RewardInputs(task=task, rollouts=rollouts, examples=per_candidate, group_size=n, answers=answers,
-                              rationale_logp=torch.zeros(len(rollouts)), model=model, tokenizer=tokenizer,
-                              settings=cfg)
-        scores["covo"] = covo(inputs).tolist()
-    if "majority" in names:
-        scores["majority"] = []
-        for q in range(len(examples)):
-            winners = majority_answers(answers[q * n : (q + 1) * n])
-            scores["majority"] += [float(a is not None and a in winners) for a in answers[q * n : (q + 1) * n]]
+        scores["self_certainty"] = _score(scorer, tokenizer, rollouts,
+                                          [r.completion_ids or [tokenizer.eos_token_id] for r in rollouts],
+                                          [[] for _ in rollouts], cfg.batch_size, with_certainty=True)
+    inputs = RewardInputs(task=task, rollouts=rollouts, examples=per_candidate, group_size=n, answers=answers,
+                          rationale_logp=torch.zeros(len(rollouts)), model=model, tokenizer=tokenizer, settings=cfg)
+    for name in ("covo", "majority"):  # the training rewards themselves, used as scores
+        if name in names:
+            scores[name] = get_reward(name).score(inputs).tolist()
 
     choices: dict[str, list[int | None]] = {d: [_pick(s[q * n : (q + 1) * n]) for q in range(len(examples))]
                                             for d, s in scores.items()}

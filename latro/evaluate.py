@@ -10,6 +10,7 @@ from collections import Counter
 
 import torch
 
+from latro.modeling import context_length
 from latro.prompts import encode_prompt, stop_token_ids
 from latro.rollout import sample
 from latro.tasks import Example, Task
@@ -27,7 +28,7 @@ def majority(answers: list[str | None]) -> str | None:
 def _generate(model, tokenizer, task, examples, *, num_samples, temperature, max_new_tokens,
               batch_size, chat_template, generator):
     stops = stop_token_ids(tokenizer, model)
-    context = getattr(model.config, "max_position_embeddings", None) or 10**9
+    context = context_length(model)
     completions: list[list[str]] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]

@@ -11,6 +11,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+UNBOUNDED = 10**9  # context length assumed for a model whose config gives none
+
+
+def context_length(model) -> int:
+    """Most positions the model takes (prompt + generation)."""
+    return getattr(model.config, "max_position_embeddings", None) or UNBOUNDED
 
 
 def _source(name: str) -> dict:

@@ -12,12 +12,7 @@ from latro.evaluate import majority
 def auroc(scores: list[float], labels: list[bool]) -> float | None:
     """Probability that a random positive outscores a random negative (ties count half);
     None when only one class is present."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
-        return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    return grouped_auroc(scores, labels, max(len(scores), 1))
 
 
 def grouped_auroc(scores: list[float], labels: list[bool], group_size: int) -> float | None:

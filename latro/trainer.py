@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 from latro.config import TrainConfig, save_yaml
 from latro.estimators import batch_whiten, get_estimator
 from latro.evaluate import evaluate
-from latro.modeling import add_lora, frozen_copy, load_model, load_tokenizer, reference_of, save_model
+from latro.modeling import (add_lora, context_length, frozen_copy, load_model, load_tokenizer, reference_of,
+                            save_model)
 from latro.monitor import reward_diagnostics
 from latro.objective import latro_objective
 from latro.prompts import answer_ids, encode_prompt, stop_token_ids
@@ -71,6 +72,7 @@ class Trainer:
         self.rewards = parse_rewards(cfg.reward)
         first = self.rewards[0][0]
         self.forces_gold = any(r.forces_gold for r, _ in self.rewards)
+        self.needs_certainty = any(r.certainty for r, _ in self.rewards)
         if cfg.answer_tokens <= 0 and any(r.own_answer for r, _ in self.rewards):
             raise ValueError(f"--reward {cfg.reward} reads the model's own answer: --answer-tokens must be > 0")
         self.beta = cfg.beta if cfg.beta is not None else first.beta if first.beta is not None \
@@ -78,7 +80,7 @@ class Trainer:
         self.task = build_task(cfg)
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
         model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
-        self._load_data(getattr(model.config, "max_position_embeddings", None))
+        self._load_data(context_length(model))
         self._build_model(model)
         self.estimator = get_estimator(cfg.estimator or first.estimator)
         if self.estimator is batch_whiten and self.acc.num_processes > 1:
@@ -87,7 +89,7 @@ class Trainer:
         self._stop_requested = False
 
     # ----------------------------------------------------------------- setup
-    def _load_data(self, context: int | None):
+    def _load_data(self, context: int):
         cfg = self.cfg
         self.train_set = self.select_training(self.task.load("train"))
         if cfg.train_limit:
@@ -97,7 +99,7 @@ class Trainer:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
         budget = cfg.max_rationale_tokens + max(32, cfg.answer_tokens)  # room for the answer
-        fits = [i for i, p in enumerate(self.prompts) if context is None or len(p) + budget <= context]
+        fits = [i for i, p in enumerate(self.prompts) if len(p) + budget <= context]
         self.skipped_long = len(self.train_set) - len(fits)
         if self.skipped_long:
             self.acc.print(f"skipping {self.skipped_long} training questions whose prompt + "
@@ -180,9 +182,8 @@ class Trainer:
                 scorer = self.ref_scorer or TokenScorer(ref, cfg.score_chunk_size)
                 ref_logp = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
                                                     batch.segments), batch.segments).rationale
-        certainty = any(r.certainty for r, _ in self.rewards)
         policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments,
-                                               with_certainty=certainty), batch.segments)
+                                               with_certainty=self.needs_certainty), batch.segments)
         answers, reward, parts = self.score_rewards(rollouts, examples, policy, batch)
         # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
         # give an unfinished response no answer and so no credit.

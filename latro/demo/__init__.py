@@ -77,8 +77,10 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
     from latro.trainer import Trainer
 
     method = "LaTRO" if cfg.reward == "latro" else f"Reward {cfg.reward!r}"
-    labels = "questions and final answers" if {"latro", "gold"} & {r.strip().split(":")[0] for r in
-                                                                  cfg.reward.split(",")} else "questions alone"
+    from latro.rewards import parse_rewards
+
+    names = {reward.name for reward, _ in parse_rewards(cfg.reward)}
+    labels = "questions and final answers" if names & {"latro", "gold"} else "questions alone"
     print(f"No --model given: running the built-in demonstration. {method} trains the shipped {MODEL_DIR.name} "
           f"model ({MODEL_DIR}) on the synthetic '{cfg.task}' task, from {labels} (no gold steps).\n"
           f"Run directory: {cfg.output_dir}", flush=True)
