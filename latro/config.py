@@ -82,6 +82,19 @@ class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
     estimator: str | None = _f(None, "Advantage estimator: rloo (leave-one-out, LaTRO), group_norm (GRPO), "
                                      "batch_whiten (REINFORCE++, CoVo); default: the first reward's paper.",
                                choices=["rloo", "group_norm", "batch_whiten"])
+    kl_in: str | None = _f(None, "Where beta x KL to the initial model goes: reward (subtracted from the sequence "
+                                 "reward before the estimator: LaTRO Prop. 2, REINFORCE++/CoVo) or loss (per-token k3 "
+                                 "estimate averaged over each sequence, added to the loss: GRPO, TTRL, Intuitor); "
+                                 "default: loss with group_norm, whose normalisation would rescale a KL inside the "
+                                 "reward to unit size whatever beta is, else reward.", choices=["reward", "loss"])
+    covo_filter: bool = _f(True, "With covo and batch_whiten: drop every group whose CoVo rewards are all 0 (one "
+                                 "answer, no answers, or no cluster rewarded) before whitening, as CoVo's public "
+                                 "launch script does (--enable_accuracy_filter: group mean < 0.001 on its 0/1 "
+                                 "reward); whitening would give each of its samples a negative advantage. Dropped "
+                                 "groups add nothing to the loss; counted as dropped_groups.")
+    majority_voters: int = _f(0, "majority: M >= K responses sampled per question to vote on the majority "
+                                 "answer, of which only the first K are trained on (TTRL votes over 64 and trains "
+                                 "on a subset); 0 = the K trained ones.")
     answer_tokens: int = _f(32, "After a rationale's stop pattern keep sampling up to this many tokens to read "
                                 "the model's own answer (own-answer rewards, and the per-step accuracy / AUROC "
                                 "monitoring); 0 = stop at the pattern (LaTRO's fastest path, latro reward only).")
@@ -196,5 +209,6 @@ class DGDiffConfig(CoVoConfig, ModelConfig, TaskConfig):
                              "the LaTRO training reward, not a deployable discriminator).")
     judge_max_new_tokens: int = _f(512, "Generation budget of the prompt discriminator's reasoning and choice.")
     batch_size: int = _f(16, "Questions per generation batch.")
-    seed: int = _f(0, "Seed of the candidates' sampling and of S_gen's random pick.")
+    seed: int = _f(0, "Seed of the candidates' sampling, of the random pick paired in McNemar's test and of "
+                      "the bootstrap.")
     output: str | None = _f(None, "JSON file with every candidate and choice (default: next to the model).")

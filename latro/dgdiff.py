@@ -4,9 +4,12 @@ at generating one?
     latro dgdiff --model runs/latro/model --task arithmetic --limit 200
     latro dgdiff --model latro/demo/model --task arithmetic --discriminators prompt,latro
 
-Per question: n candidates at temperature 0.7. S_gen scores one candidate picked at random;
-S_disc scores the candidate a discriminator picks; DG-DIFF = S_disc - S_gen, tested one-sided
-(H0: DG-DIFF <= 0) with McNemar on the paired outcomes. Discriminators: `prompt` (the paper's:
+Per question: n candidates at temperature 0.7. S_gen is the mean accuracy over the n candidates
+(the expected score of a random pick: the paper scores one random pick, whose luck alone moves
+S_gen by more than the effects reported); S_disc scores the candidate a discriminator picks;
+DG-DIFF = S_disc - S_gen, with a 95% bootstrap interval over questions, and the one-sided McNemar
+test of H0: DG-DIFF <= 0 on the discriminator's outcome paired with one randomly picked candidate
+per question (McNemar needs paired right/wrong outcomes). Discriminators: `prompt` (the paper's:
 the same model reads the question and all candidates and answers "### <k>", greedy; a choice it
 does not give scores as the worst candidate), `prompt_forced` (the same prompt with the reply
 forced to "### " and the likeliest index chosen), and latro's self-rewards used as scores
@@ -24,7 +27,13 @@ from dataclasses import replace
 import torch
 
 from latro.modeling import context_length
-from latro.prompts import answer_ids, encode_prompt, encode_user_message, stop_token_ids
+from latro.prompts import (
+    answer_ids,
+    encode_prompt,
+    encode_user_message,
+    end_of_turn_id,
+    stop_token_ids,
+)
 from latro.rewards import RewardInputs, get_reward
 from latro.rollout import sample
 from latro.scorer import TokenScorer, branch_logprobs, make_batch, sequence_logprobs
@@ -40,6 +49,36 @@ def mcnemar_one_sided(n10: int, n01: int) -> tuple[float, float]:
         return 0.0, 1.0
     z = (n10 - n01) / math.sqrt(n10 + n01)
     return z, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def bootstrap_interval(values: list[float], seed: int, resamples: int = 10_000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of per-question values (questions resampled
+    with replacement)."""
+    data = torch.tensor(values, dtype=torch.float64)
+    picks = torch.randint(len(values), (resamples, len(values)), generator=torch.Generator().manual_seed(seed))
+    lo, hi = torch.quantile(data[picks].mean(1), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return lo, hi
+
+
+def dg_statistics(correct: list[bool], choices: list[int | None], gen_pick: list[int], n: int, seed: int) -> dict:
+    """S_gen (mean accuracy of all n candidates), S_disc, DG-DIFF with its 95% bootstrap interval
+    over questions, and McNemar on the discriminator's outcome against the paired random pick
+    `gen_pick`; an unparseable choice (None) scores as the worst candidate."""
+    disc, gen, pick = [], [], []
+    for q, choice in enumerate(choices):
+        outcomes = correct[q * n : (q + 1) * n]
+        disc.append(outcomes[choice] if choice is not None else min(outcomes))
+        gen.append(sum(outcomes) / n)
+        pick.append(outcomes[gen_pick[q]])
+    n10 = sum(a and not b for a, b in zip(disc, pick))
+    n01 = sum(b and not a for a, b in zip(disc, pick))
+    z, p = mcnemar_one_sided(n10, n01)
+    total = max(len(choices), 1)
+    diffs = [d - g for d, g in zip(disc, gen)]
+    return {"s_gen": sum(gen) / total, "s_disc": sum(disc) / total, "dg_diff": sum(diffs) / total,
+            "dg_diff_ci95": list(bootstrap_interval(diffs, seed)) if diffs else None,
+            "s_gen_pick": sum(pick) / total, "n10": n10, "n01": n01, "z": z, "p": p,
+            "unparseable": sum(c is None for c in choices) / total}
 
 
 def judge_prompt(question: str, candidates: list[str]) -> str:
@@ -99,6 +138,7 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     model.eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     stops, context = stop_token_ids(tokenizer, model), context_length(model)
+    end_id = end_of_turn_id(tokenizer, cfg.chat_template)
     prompts = [encode_prompt(tokenizer, task, ex, cfg.chat_template) for ex in examples]
     rollouts = []
     for start in range(0, len(examples), cfg.batch_size):
@@ -114,11 +154,11 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     scorer = TokenScorer(model)
     scores: dict[str, list[float]] = {}
     if "latro" in names:
-        own = [None if a is None else answer_ids(tokenizer, task, replace(ex, answer=a), r)
+        own = [None if a is None else answer_ids(tokenizer, task, replace(ex, answer=a), r, end_id)
                for a, ex, r in zip(answers, per_candidate, rollouts)]
         scores["latro"] = _answer_likelihoods(scorer, tokenizer, rollouts, own, cfg.batch_size)
     if "latro_gold" in names:
-        gold = [answer_ids(tokenizer, task, ex, r) for ex, r in zip(per_candidate, rollouts)]
+        gold = [answer_ids(tokenizer, task, ex, r, end_id) for ex, r in zip(per_candidate, rollouts)]
         scores["latro_gold"] = _answer_likelihoods(scorer, tokenizer, rollouts, gold, cfg.batch_size)
     if "self_certainty" in names:
         scores["self_certainty"] = _score(scorer, tokenizer, rollouts,
@@ -141,21 +181,8 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
         choices["prompt_forced"] = _forced_choice(model, tokenizer, prompts, n, cfg, len(examples))
 
     rng = random.Random(cfg.seed)
-    gen_pick = [rng.randrange(n) for _ in examples]
-    results = {}
-    for d in [x for x in names if x in choices]:
-        disc, gen = [], []
-        for q, choice in enumerate(choices[d]):
-            outcomes = correct[q * n : (q + 1) * n]
-            disc.append(outcomes[choice] if choice is not None else min(outcomes))
-            gen.append(outcomes[gen_pick[q]])
-        n10 = sum(a and not b for a, b in zip(disc, gen))
-        n01 = sum(b and not a for a, b in zip(disc, gen))
-        z, p = mcnemar_one_sided(n10, n01)
-        total = max(len(examples), 1)
-        results[d] = {"s_gen": sum(gen) / total, "s_disc": sum(disc) / total,
-                      "dg_diff": (sum(disc) - sum(gen)) / total, "n10": n10, "n01": n01, "z": z, "p": p,
-                      "unparseable": sum(c is None for c in choices[d]) / total}
+    gen_pick = [rng.randrange(n) for _ in examples]  # paired with each discriminator in McNemar's test
+    results = {d: dg_statistics(correct, choices[d], gen_pick, n, cfg.seed) for d in names if d in choices}
     for d in ("prompt", "prompt_forced"):
         if d in results:
             results[d]["prompt_too_long"] = too_long / max(len(examples), 1)
@@ -170,10 +197,11 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
             "choices": {d: c[q] for d, c in choices.items()},
             **({"judge": judge_texts[q]} if "prompt" in choices else {}),
         })
-    s_gen = results[next(iter(results))]["s_gen"] if results else None
+    s_gen = sum(correct) / max(len(correct), 1)
+    s_gen_pick = sum(correct[q * n + k] for q, k in enumerate(gen_pick)) / max(len(examples), 1)
     pass_n = sum(any(correct[q * n : (q + 1) * n]) for q in range(len(examples))) / max(len(examples), 1)
     return {"n": len(examples), "candidates": n, "temperature": cfg.temperature, "s_gen": s_gen,
-            f"pass@{n}": pass_n, "discriminators": results, "records": records}
+            "s_gen_pick": s_gen_pick, f"pass@{n}": pass_n, "discriminators": results, "records": records}
 
 
 def _judge_prompts(tokenizer, examples, rollouts, n, cfg, context) -> tuple[dict[int, list[int]], int]:
@@ -229,11 +257,15 @@ def task_question(ex) -> str:
 
 def format_table(result: dict, title: str) -> str:
     n = result["candidates"]
-    lines = [title, f"S_gen (a random candidate of {n}): {100 * result['s_gen']:.1f}%   "
-                    f"pass@{n}: {100 * result[f'pass@{n}']:.1f}%",
-             f"  {'discriminator':<15}{'S_disc':>8}{'DG-DIFF':>9}{'n10':>6}{'n01':>6}{'z':>7}{'p':>8}{'unparsed':>10}"]
+    lines = [title, (f"S_gen (mean accuracy of the {n} candidates): {100 * result['s_gen']:.1f}%   "
+                     f"one random candidate (paired in McNemar): {100 * result['s_gen_pick']:.1f}%   "
+                     f"pass@{n}: {100 * result[f'pass@{n}']:.1f}%"),
+             (f"  {'discriminator':<15}{'S_disc':>8}{'DG-DIFF':>9}{'95% CI':>17}{'n10':>6}{'n01':>6}{'z':>7}"
+              f"{'p':>8}{'unparsed':>10}")]
     for d, r in result["discriminators"].items():
-        lines.append(f"  {d:<15}{100 * r['s_disc']:7.1f}%{100 * r['dg_diff']:+8.1f}%{r['n10']:6d}{r['n01']:6d}"
-                     f"{r['z']:7.2f}{r['p']:8.3f}{100 * r['unparseable']:9.1f}%")
+        ci = r["dg_diff_ci95"]
+        shown = f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "-"
+        lines.append(f"  {d:<15}{100 * r['s_disc']:7.1f}%{100 * r['dg_diff']:+8.1f}%{shown:>17}{r['n10']:6d}"
+                     f"{r['n01']:6d}{r['z']:7.2f}{r['p']:8.3f}{100 * r['unparseable']:9.1f}%")
     return "\n".join(lines)
 

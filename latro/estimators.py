@@ -15,20 +15,29 @@ def rloo(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def group_norm(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """GRPO (arXiv 2402.03300): (r - group mean) / (group std + eps)."""
+    """GRPO (arXiv 2402.03300): (r - group mean) / (group std + eps). A group whose rewards are
+    all equal has nothing to prefer: its advantages are exactly 0, not rounding noise over eps."""
     groups = rewards.view(-1, group_size)
     centered = groups - groups.mean(1, keepdim=True)
     std = groups.std(1, keepdim=True) if group_size > 1 else torch.ones_like(groups)
-    return (centered / (std + eps)).view(-1)
+    unanimous = (groups == groups[:, :1]).all(1, keepdim=True)
+    return (centered / (std + eps)).masked_fill(unanimous, 0.0).view(-1)
 
 
-def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, gather=None) -> torch.Tensor:
+def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, gather=None,
+                 keep: torch.Tensor | None = None) -> torch.Tensor:
     """REINFORCE++ (arXiv 2501.03262), as used by CoVo: whiten over the whole batch. With several
     processes, `gather` (accelerate's) pools every process's rewards, so the statistics are those
-    of the global batch, not of each process's share."""
+    of the global batch, not of each process's share. `keep` [B] (bool) leaves rollouts out of the
+    statistics (CoVo's group filter); their advantages are 0."""
     pool = gather(rewards) if gather is not None else rewards
+    if keep is not None:
+        kept = keep.to(rewards.dtype)  # gathered as numbers, which every backend can
+        pool = pool[(gather(kept) if gather is not None else kept) > 0]
+    mean = pool.mean() if pool.numel() else rewards.new_tensor(0.0)
     std = pool.std() if pool.numel() > 1 else rewards.new_tensor(1.0)
-    return (rewards - pool.mean()) / (std + eps)
+    advantages = (rewards - mean) / (std + eps)
+    return advantages if keep is None else advantages.masked_fill(~keep, 0.0)
 
 
 ESTIMATORS = {"rloo": rloo, "group_norm": group_norm, "batch_whiten": batch_whiten}

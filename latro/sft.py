@@ -36,7 +36,8 @@ class SFTTrainer(Trainer):
         t0 = time.perf_counter()
         prompts, rationales, answers = [], [], []
         for i in indices:
-            rationale, answer = sft_target_ids(self.tokenizer, self.task, self.train_set[i], self.prompts[i])
+            rationale, answer = sft_target_ids(self.tokenizer, self.task, self.train_set[i], self.prompts[i],
+                                               self.end_id)
             prompts.append(self.prompts[i])
             rationales.append(rationale)
             answers.append(answer)

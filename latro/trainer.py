@@ -39,9 +39,10 @@ from latro.evaluate import evaluate
 from latro.modeling import (add_lora, context_length, frozen_copy, load_model, load_tokenizer, reference_of,
                             save_model)
 from latro.monitor import reward_diagnostics
-from latro.objective import latro_objective
-from latro.prompts import answer_ids, encode_prompt, stop_token_ids
+from latro.objective import k3_kl, latro_objective
+from latro.prompts import answer_ids, encode_prompt, end_of_turn_id, stop_token_ids
 from latro.rewards import RewardInputs, combined, parse_rewards
+from latro.rewards.covo import groups_with_signal
 from latro.rollout import sample
 from latro.scorer import TokenScorer, make_batch, sequence_logprobs
 from latro.tasks import get_task
@@ -82,9 +83,14 @@ class Trainer:
         model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
         self._load_data(context_length(model))
         self._build_model(model)
-        self.estimator = get_estimator(cfg.estimator or first.estimator)
+        estimator = cfg.estimator or first.estimator
+        self.estimator = get_estimator(estimator)
         if self.estimator is batch_whiten and self.acc.num_processes > 1:
             self.estimator = functools.partial(batch_whiten, gather=self.acc.gather)
+        self.kl_in = cfg.kl_in or ("loss" if estimator == "group_norm" else "reward")
+        names = {r.name for r, _ in self.rewards}
+        self.covo_filter = cfg.covo_filter and "covo" in names and estimator == "batch_whiten"
+        self.samples_drawn = self._samples_per_question(names)
         self.step_index, self.best_accuracy = 0, -1.0
         self._stop_requested = False
 
@@ -111,6 +117,16 @@ class Trainer:
             raise ValueError(f"{len(self.train_set)} training questions, fewer than one step's {per_step}")
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
+
+    def _samples_per_question(self, reward_names: set[str]) -> int:
+        """K, or M > K with majority voters (only the first K of each question are trained on)."""
+        cfg = self.cfg
+        if cfg.majority_voters and cfg.majority_voters < cfg.num_samples:
+            raise ValueError(f"--majority-voters {cfg.majority_voters} is below --num-samples {cfg.num_samples}: "
+                             "the K trained responses always vote (0 = only them)")
+        if cfg.majority_voters > cfg.num_samples and "majority" not in reward_names:
+            raise ValueError(f"--majority-voters {cfg.majority_voters} only serves --reward majority")
+        return max(cfg.num_samples, cfg.majority_voters)
 
     def select_training(self, examples):
         """The training questions this trainer can use (all of them for LaTRO)."""
@@ -143,6 +159,7 @@ class Trainer:
         self.scorer, self.optimizer, self.scheduler = self.acc.prepare(scorer, optimizer, scheduler)
         self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
         self.stop_ids = stop_token_ids(self.tokenizer, model)
+        self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
 
     @property
     def policy(self):
@@ -168,37 +185,47 @@ class Trainer:
 
         t0 = time.perf_counter()
         self.policy.eval()
-        rollouts = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=cfg.num_samples,
-                          max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
-                          stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator,
-                          answer_tokens=cfg.answer_tokens)
+        drawn = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=self.samples_drawn,
+                       max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
+                       stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator,
+                       answer_tokens=cfg.answer_tokens)
+        rollouts, voting_only = self.split_voters(drawn)
         t1 = time.perf_counter()
 
         batch = self.trajectories(rollouts, examples)
         self.policy.train()  # gradient checkpointing (if on) only acts in train mode
-        ref_logp = None
+        ref_logp = ref_scored = None
         if self.beta > 0:
             with torch.no_grad(), reference_of(self.policy, self.ref) as ref:
                 scorer = self.ref_scorer or TokenScorer(ref, cfg.score_chunk_size)
-                ref_logp = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
-                                                    batch.segments), batch.segments).rationale
+                ref_scored = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
+                                                      batch.segments), batch.segments)
+            ref_logp = ref_scored.rationale
         policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments,
                                                with_certainty=self.needs_certainty), batch.segments)
-        answers, reward, parts = self.score_rewards(rollouts, examples, policy, batch)
+        answers, reward, parts = self.score_rewards(rollouts, examples, policy, batch, voting_only)
         # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
         # give an unfinished response no answer and so no credit.
         stopped = torch.tensor([r.stopped for r in rollouts], device=self.acc.device)
+        penalised, extra = self.penalty_split(reward, parts)
+        keep = groups_with_signal(parts["covo"].to(self.acc.device), cfg.num_samples) if self.covo_filter else None
+        kl_loss = k3_kl(policy.token_logprobs, ref_scored.token_logprobs, batch.segments) \
+            if ref_scored is not None and self.kl_in == "loss" else None
         objective = latro_objective(
             rationale_logp=policy.rationale, answer_logp=policy.answer, ref_rationale_logp=ref_logp,
-            reward=reward, stopped=stopped | (not self.forces_gold), group_size=cfg.num_samples, beta=self.beta,
-            gamma=cfg.nonstop_gamma, answer_weight=cfg.answer_weight, estimator=self.estimator)
+            reward=penalised, stopped=stopped | (not self.forces_gold), group_size=cfg.num_samples, beta=self.beta,
+            gamma=cfg.nonstop_gamma, answer_weight=cfg.answer_weight, estimator=self.estimator,
+            extra_reward=extra, kl_in=self.kl_in, kl_loss=kl_loss, keep=keep)
         t2 = time.perf_counter()
         self.last_batch = (batch, rollouts)  # for inspection and the benchmark
 
-        grad_norm, lr = self.update(objective.loss)
+        if keep is not None and not self.acc.gather(keep.sum().reshape(1)).sum():
+            grad_norm, lr = self.skip_update()
+        else:
+            grad_norm, lr = self.update(objective.loss)
         t3 = time.perf_counter()
 
-        num_sampled = sum(r.num_sampled for r in rollouts)
+        num_sampled = sum(r.num_sampled for r in drawn)
         lengths = torch.tensor([len(r.rationale_ids) for r in rollouts], dtype=torch.float)
         diagnostics = reward_diagnostics(self.task, examples, reward.tolist(), answers, cfg.num_samples) \
             if cfg.answer_tokens else {}
@@ -208,11 +235,29 @@ class Trainer:
             **({f"reward/{name}": v.mean().item() for name, v in parts.items()} if len(parts) > 1 else {}),
             **diagnostics,
             "kl": objective.kl.mean().item(), "answer_logp": policy.answer.detach().mean().item(),
+            **({"kl_k3": kl_loss.detach().mean().item()} if kl_loss is not None else {}),
+            **({"dropped_groups": int((~keep).sum()) // cfg.num_samples} if keep is not None else {}),
             "rationale_tokens": lengths.mean().item(), "stopped_fraction": stopped.float().mean().item(),
             "loss": objective.loss.item(), "grad_norm": float(grad_norm), "lr": lr,
             "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
             "rollout_tokens_per_s": num_sampled / max(t1 - t0, 1e-9), "sampled_tokens": num_sampled,
         }
+
+    def split_voters(self, drawn):
+        """(the first K rollouts of each question, trained on; per question the others, drawn only
+        to vote on the majority answer)."""
+        k, m = self.cfg.num_samples, self.samples_drawn
+        trained = [r for j, r in enumerate(drawn) if j % m < k]
+        return trained, [drawn[start + k : start + m] for start in range(0, len(drawn), m)]
+
+    def penalty_split(self, reward, parts):
+        """(the reward the non-stop penalty applies to, the rest of a combined reward or None). The
+        paper defines the penalty on LaTRO's reward: gamma x a negative batch mean. Applied to a
+        sum with a positive reward it could turn into a bonus, so the other parts come after it."""
+        if not self.forces_gold or len(self.rewards) == 1:
+            return reward, None
+        part = lambda gold: sum(w * parts[r.name] for r, w in self.rewards if r.forces_gold == gold)
+        return part(True).to(reward.device), part(False).to(reward.device)
 
     def trajectories(self, rollouts, examples):
         """What is scored: with latro the rationale and then the gold answer teacher-forced (the
@@ -220,25 +265,43 @@ class Trainer:
         tok = self.tokenizer
         if self.forces_gold:
             sampled = [r.rationale_ids for r in rollouts]
-            forced = [answer_ids(tok, self.task, ex, r) for ex, r in zip(examples, rollouts)]
+            forced = [answer_ids(tok, self.task, ex, r, self.end_id) for ex, r in zip(examples, rollouts)]
         else:
             sampled, forced = [r.completion_ids for r in rollouts], [[] for _ in rollouts]
         return make_batch([r.prompt_ids for r in rollouts], sampled, forced, tok.pad_token_id).to(self.acc.device)
 
-    def score_rewards(self, rollouts, examples, policy, batch):
-        """(each rollout's own answer, the combined reward, each reward's part)."""
-        cfg = self.cfg
-        # Read only after a stop pattern: without one, the parser's last-number fallback would
-        # take a number from the middle of an unfinished rationale as the answer.
-        answers = [self.task.parse_answer(r.completion, ex) if cfg.answer_tokens and r.stopped else None
-                   for r, ex in zip(rollouts, examples)]
+    def score_rewards(self, rollouts, examples, policy, batch, voting_only=None):
+        """(each rollout's own answer, the combined reward, each reward's part). `voting_only`: per
+        question, rollouts drawn only to vote on the majority answer."""
+        cfg, k = self.cfg, self.cfg.num_samples
+        answers = [self.own_answer(r, ex) for r, ex in zip(rollouts, examples)]
+        voters = None
+        if voting_only and any(voting_only):
+            voters = [answers[q * k : (q + 1) * k] + [self.own_answer(r, examples[q * k]) for r in extra]
+                      for q, extra in enumerate(voting_only)]
         with torch.no_grad():
             reward, parts = combined(self.rewards, RewardInputs(
-                task=self.task, rollouts=rollouts, examples=examples, group_size=cfg.num_samples,
+                task=self.task, rollouts=rollouts, examples=examples, group_size=k,
                 answers=answers, rationale_logp=policy.rationale.detach(), answer_logp=policy.answer.detach(),
                 certainty=policy.certainty, sampled_token_logp=policy.sampled_token_logprobs(batch.segments),
-                model=self.policy, tokenizer=self.tokenizer, settings=cfg))
+                model=self.policy, tokenizer=self.tokenizer, settings=cfg, voters=voters))
         return answers, reward.to(self.acc.device), parts
+
+    def own_answer(self, rollout, example):
+        # Read only after a stop pattern: without one, the parser's last-number fallback would
+        # take a number from the middle of an unfinished rationale as the answer.
+        return self.task.parse_answer(rollout.completion, example) if self.cfg.answer_tokens and rollout.stopped \
+            else None
+
+    def skip_update(self) -> tuple[float, float]:
+        """No group left to learn from on any process (CoVo's filter dropped them all): no update,
+        as in CoVo's code. With no gradient set, AdamW leaves every weight and its moments as they
+        are; the schedule still advances, so the lr stays a function of the step."""
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.scheduler.step()
+        return 0.0, lr
 
     def update(self, loss: torch.Tensor) -> tuple[float, float]:
         """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used)."""

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from latro.cli import main
-from latro.dgdiff import judge_prompt, mcnemar_one_sided, parse_choice
+from latro.dgdiff import (
+    bootstrap_interval,
+    dg_statistics,
+    judge_prompt,
+    mcnemar_one_sided,
+    parse_choice,
+)
 
 
 def test_mcnemar_one_sided_known_counts():
@@ -17,6 +23,34 @@ def test_mcnemar_one_sided_known_counts():
     assert z == pytest.approx(-6 / math.sqrt(14)) and p == pytest.approx(1 - 0.05442, abs=1e-4)
     assert mcnemar_one_sided(25, 9)[1] < 0.05 < mcnemar_one_sided(20, 12)[1]  # z = 2.74 vs 1.41
     assert mcnemar_one_sided(0, 0) == (0.0, 1.0)  # no discordant pair: no evidence against H0
+
+
+def test_dg_statistics_by_hand():
+    # 3 questions x n = 4 candidates; right candidates: 1 of 4, 4 of 4, 2 of 4.
+    correct = [True, False, False, False, True, True, True, True, False, True, False, True]
+    choices = [0, 2, None]  # question 3: unparseable -> its worst candidate (wrong)
+    gen_pick = [1, 3, 1]  # the paired random picks: wrong, right, right
+    r = dg_statistics(correct, choices, gen_pick, 4, seed=0)
+    assert r["s_gen"] == pytest.approx((1 / 4 + 1 + 2 / 4) / 3)  # mean accuracy of all candidates: 7/12
+    assert r["s_disc"] == pytest.approx(2 / 3) and r["s_gen_pick"] == pytest.approx(2 / 3)
+    assert r["dg_diff"] == pytest.approx(2 / 3 - 7 / 12)
+    assert (r["n10"], r["n01"]) == (1, 1) and r["unparseable"] == pytest.approx(1 / 3)  # McNemar on the pick
+    lo, hi = r["dg_diff_ci95"]
+    assert lo < r["dg_diff"] < hi
+    # Per-question differences 0.75, 0, -0.5: the extremes of the bootstrap means are -0.5 and 0.75.
+    assert -0.5 <= lo and hi <= 0.75
+
+
+def test_bootstrap_interval_by_exact_enumeration():
+    # Two questions: resampled means are d1 (p = 1/4), (d1 + d2) / 2 (p = 1/2), d2 (p = 1/4), so the
+    # 2.5% and 97.5% quantiles are d1 and d2.
+    assert bootstrap_interval([-0.25, 1.0], seed=0) == (-0.25, 1.0)
+    assert bootstrap_interval([0.5] * 7, seed=3) == (0.5, 0.5)
+    # Many questions: the interval is close to mean +- 1.96 standard errors.
+    values = [1.0] * 30 + [0.0] * 70
+    se = (0.3 * 0.7 / 100) ** 0.5
+    lo, hi = bootstrap_interval(values, seed=0)
+    assert lo == pytest.approx(0.3 - 1.96 * se, abs=0.01) and hi == pytest.approx(0.3 + 1.96 * se, abs=0.01)
 
 
 def test_parse_choice_takes_the_last_valid_marker():
@@ -41,7 +75,11 @@ def test_dgdiff_cli_writes_every_candidate_and_choice(tiny_model_dir, arith_file
     assert all(name in printed for name in names) and "DG-DIFF" in printed
     for r in report["discriminators"].values():
         assert r["dg_diff"] == pytest.approx(r["s_disc"] - r["s_gen"]) and 0 <= r["unparseable"] <= 1
-        assert r["s_gen"] == report["s_gen"]
+        assert r["s_gen"] == report["s_gen"] and r["s_gen_pick"] == report["s_gen_pick"]
+        assert r["dg_diff_ci95"][0] <= r["dg_diff"] <= r["dg_diff_ci95"][1]
+    outcomes = [c["correct"] for record in report["records"] for c in record["candidates"]]
+    assert report["s_gen"] == pytest.approx(sum(outcomes) / len(outcomes))  # every candidate counts
+    assert "95% CI" in printed
     for record in report["records"]:
         assert len(record["candidates"]) == 4 and 0 <= record["gen_pick"] < 4
         assert set(record["choices"]) == set(names) and "judge" in record

@@ -1,11 +1,14 @@
 """The LaTRO objective: leave-one-out advantages, KL, non-stop penalty, and the gradient of the
 loss against the two-term estimator of Prop. 2 computed by hand."""
 
+import math
+
 import pytest
 import torch
 
 from latro.estimators import batch_whiten, group_norm, rloo
-from latro.objective import latro_objective, nonstop_penalty
+from latro.objective import k3_kl, latro_objective, nonstop_penalty
+from latro.rewards.covo import groups_with_signal
 from latro.scorer import TokenScorer, make_batch, sequence_logprobs
 
 
@@ -21,10 +24,9 @@ def test_rloo_by_hand():
 
 def test_group_norm_and_batch_whiten_by_hand():
     rewards = torch.tensor([1.0, 3.0, 10.0, 10.0])
-    torch.testing.assert_close(group_norm(rewards, 2, eps=0.0),
-                               torch.tensor([-1 / 2**0.5, 1 / 2**0.5, float("nan"), float("nan")]),
-                               equal_nan=True)
-    torch.testing.assert_close(group_norm(rewards, 2)[2:], torch.zeros(2))  # equal rewards: no signal
+    # Equal rewards: nothing to prefer, advantages exactly 0 (no 0/0, no noise divided by eps).
+    torch.testing.assert_close(group_norm(rewards, 2, eps=0.0), torch.tensor([-1 / 2**0.5, 1 / 2**0.5, 0.0, 0.0]))
+    assert group_norm(torch.tensor([0.1, 0.1, 0.1]), 3).tolist() == [0.0, 0.0, 0.0]
     mean, std = 6.0, torch.tensor([1.0, 3.0, 10.0, 10.0]).std().item()
     torch.testing.assert_close(batch_whiten(rewards, 2, eps=0.0), (rewards - mean) / std)
     # Several processes: the statistics are the global batch's, the output this process's share.
@@ -51,6 +53,82 @@ def test_kl_enters_the_reward_and_nonstop_penalty_uses_batch_mean():
          penalised[3] - penalised[2]]))
     torch.testing.assert_close(nonstop_penalty(torch.tensor([-1.0, -3.0]), torch.tensor([True, False]), 2.0),
                                torch.tensor([-1.0, -4.0]))
+
+
+def objective(**kw):
+    args = {"answer_logp": torch.zeros(3), "ref_rationale_logp": torch.full((3,), -10.0),
+            "stopped": torch.ones(3, dtype=torch.bool), "group_size": 3, "gamma": 2.0, "answer_weight": 0.0,
+            "estimator": group_norm}
+    return latro_objective(**{**args, **kw})
+
+
+def test_kl_in_the_reward_is_rescaled_by_group_norm_and_in_the_loss_it_is_not():
+    # One question, K = 3, a unanimous task reward (1 each); only the KL to pi_0 differs: 0, -0.5, +0.5.
+    policy_z, reward = torch.tensor([-10.0, -10.5, -9.5]), torch.ones(3)
+    for beta in (0.05, 0.005):  # inside the reward, beta hardly matters: the KL is scaled to unit size
+        out = objective(rationale_logp=policy_z, reward=reward, beta=beta, kl_in="reward")
+        torch.testing.assert_close(out.kl, torch.tensor([0.0, -0.5, 0.5]))
+        a = 0.5 * beta / (0.5 * beta + 1e-4)  # (r - mean) / (std + eps), std = 0.5 beta
+        torch.testing.assert_close(out.advantages, torch.tensor([0.0, a, -a]), rtol=1e-4, atol=1e-6)
+    assert a > 0.96  # beta 0.005: 0.9615; beta 0.05: 0.9960
+    # In the loss: the unanimous group has no advantage, the loss is beta x the mean per-token KL.
+    kl_loss = torch.tensor([0.1, 0.2, 0.3], requires_grad=True)
+    out = objective(rationale_logp=policy_z.clone().requires_grad_(), reward=reward, beta=0.05, kl_in="loss",
+                    kl_loss=kl_loss)
+    assert out.advantages.tolist() == [0.0, 0.0, 0.0] and out.rewards.tolist() == [1.0, 1.0, 1.0]
+    assert out.loss.item() == pytest.approx(0.05 * 0.2)
+    out.loss.backward()
+    torch.testing.assert_close(kl_loss.grad, torch.full((3,), 0.05 / 3))
+    with pytest.raises(ValueError, match="kl_in"):
+        objective(rationale_logp=policy_z, reward=reward, beta=0.05, kl_in="advantage")
+
+
+def test_k3_kl_by_hand():
+    # Row 0 scores two sampled tokens then one answer token; row 1 one sampled token after a longer prompt.
+    segments = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 0]])
+    logp = torch.tensor([-1.0, -2.0, -0.5, -3.0], requires_grad=True)
+    ref = torch.tensor([-1.5, -2.0, -9.0, -2.0])
+    k3 = lambda d: math.exp(d) - d - 1  # d = log pi_0 - log pi
+    got = k3_kl(logp, ref, segments)
+    torch.testing.assert_close(got, torch.tensor([(k3(-0.5) + k3(0.0)) / 2, k3(1.0)]))  # the answer token: no KL
+    got.sum().backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([(1 - math.exp(-0.5)) / 2, 0.0, 0.0, 1 - math.e]))
+    assert k3_kl(logp, ref, torch.tensor([[0, 2, 2, 2], [0, 0, 0, 2]])).tolist() == [0.0, 0.0]  # nothing sampled
+
+
+def test_nonstop_penalty_applies_to_the_latro_part_only():
+    # latro = -1 for both rollouts, plus a positive reward worth 3 each; the second never stopped.
+    latro, other = torch.tensor([-1.0, -1.0]), torch.tensor([3.0, 3.0])
+    kw = {"rationale_logp": torch.zeros(2), "answer_logp": torch.zeros(2), "ref_rationale_logp": None,
+          "stopped": torch.tensor([True, False]), "group_size": 2, "beta": 0.0, "gamma": 2.0, "answer_weight": 1.0,
+          "estimator": rloo}
+    out = latro_objective(reward=latro, extra_reward=other, **kw)
+    assert out.rewards.tolist() == [2.0, 1.0]  # -1 + 3, then 2 x (-1) + 3: a penalty
+    assert latro_objective(reward=latro + other, **kw).rewards.tolist() == [2.0, 4.0]  # on the sum: a bonus
+
+
+def test_covo_filter_drops_unanimous_groups_from_the_loss_and_the_whitening():
+    # Group 0 agreed on one answer (CoVo reward 0 each); group 1 has two clusters.
+    covo = torch.tensor([0.0, 0.0, 0.0, 0.5, 0.0, 0.5])
+    keep = groups_with_signal(covo, 3)
+    assert keep.tolist() == [False, False, False, True, True, True]
+    whitened_all = batch_whiten(covo, 3)
+    assert whitened_all[0].item() == pytest.approx(-(1 / 6) / (1 / 15) ** 0.5, rel=1e-3)  # -0.65: pushed away
+    std = (1 / 12) ** 0.5  # of [0.5, 0, 0.5]
+    expected = [0.0, 0.0, 0.0, (1 / 6) / std, -(1 / 3) / std, (1 / 6) / std]
+    torch.testing.assert_close(batch_whiten(covo, 3, keep=keep), torch.tensor(expected), rtol=1e-3, atol=1e-6)
+    # Two processes with the same share: the kept rewards of both make the statistics.
+    twice = batch_whiten(covo, 3, keep=keep, gather=lambda t: torch.cat([t, t]))
+    torch.testing.assert_close(twice[3:], (covo[3:] - 1 / 3) / (1 / 15) ** 0.5, rtol=1e-3, atol=1e-6)
+    z = torch.arange(1.0, 7.0, requires_grad=True)
+    out = latro_objective(rationale_logp=z, answer_logp=torch.zeros(6), ref_rationale_logp=None, reward=covo,
+                          stopped=torch.ones(6, dtype=torch.bool), group_size=3, beta=0.0, gamma=2.0,
+                          answer_weight=1.0, estimator=batch_whiten, keep=keep)
+    out.loss.backward()  # the mean over the 3 kept rollouts
+    torch.testing.assert_close(z.grad, -out.advantages * keep / 3)
+    assert z.grad[:3].tolist() == [0.0, 0.0, 0.0]
+    # A group kept by a positive reward, and the linear form's negative rewards that still rank samples.
+    assert groups_with_signal(torch.tensor([0.0, 0.01, -0.2, -0.4]), 2).tolist() == [True, True, True, True]
 
 
 def seq_logp(model, prompt, tokens, start):

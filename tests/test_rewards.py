@@ -157,6 +157,16 @@ def test_majority_ties_and_missing_answers():
     assert reward(SimpleNamespace(answers=[None] * 4, group_size=4)).tolist() == [0, 0, 0, 0]
 
 
+def test_majority_votes_over_extra_samples_when_given():
+    reward = get_reward("majority").score
+    # K = 2 trained samples per question. Question 1: "3" and "4" tie among the trained samples; the
+    # two extra voters say "4", so "4" is the majority. Question 2: "5" wins 3 votes to 2.
+    answers = ["3", "4", "5", "6"]
+    voters = [["3", "4", "4", "4"], ["5", "6", "6", "5", "5"]]
+    assert reward(SimpleNamespace(answers=answers, group_size=2, voters=None)).tolist() == [1, 1, 1, 1]
+    assert reward(SimpleNamespace(answers=answers, group_size=2, voters=voters)).tolist() == [0, 1, 1, 0]
+
+
 def test_gold_and_weighted_combination():
     task = ArithmeticTask()
     ex = Example(id="q", question="?", answer="12")

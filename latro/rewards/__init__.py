@@ -32,6 +32,8 @@ class RewardInputs:
     model: Any = None  # the policy, for rewards that need more teacher-forced passes (no grad)
     tokenizer: Any = None
     settings: Any = None  # the run's config (reward-specific options, e.g. covo_*)
+    voters: list[list[str | None]] | None = None  # per question, the answers that vote (majority): the
+    # K trained ones, then those of samples drawn only to vote; None: the K trained ones
 
 
 @dataclass(frozen=True)

@@ -162,4 +162,14 @@ def covo(batch: RewardInputs) -> torch.Tensor:
     return torch.tensor(rewards)
 
 
+def groups_with_signal(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[B] bool: False for every rollout of a group whose CoVo rewards are all 0 (one answer, no
+    answers, or no cluster rewarded). CoVo's public script drops groups with mean reward < 0.001
+    before the advantages; on its 0/1 reward those are the all-zero groups. On latro's continuous
+    reward, all-zero keeps the small positive rewards and, with the linear form, the negative ones,
+    which still rank the group's samples."""
+    groups = scores.view(-1, group_size)
+    return (groups != 0).any(1, keepdim=True).expand_as(groups).reshape(-1)
+
+
 REWARD = Reward("covo", covo, estimator="batch_whiten", own_answer=True, beta=1e-4)

@@ -1,7 +1,8 @@
 """TTRL (arXiv 2504.16084): 1 when the sample's answer is the majority answer of its group, else 0.
 
 Every answer tied for the most votes counts as the majority: breaking the tie by order would
-reward an arbitrary one of equally supported answers. Samples without an answer get 0.
+reward an arbitrary one of equally supported answers. Samples without an answer get 0. With
+`RewardInputs.voters` the vote is over more samples than are trained on (TTRL votes over 64).
 """
 
 from collections import Counter
@@ -20,10 +21,11 @@ def majority_answers(answers: list[str | None]) -> set[str]:
 
 def majority_vote(batch: RewardInputs) -> torch.Tensor:
     k = batch.group_size
+    voters = getattr(batch, "voters", None)
     rewards = []
-    for start in range(0, len(batch.answers), k):
+    for q, start in enumerate(range(0, len(batch.answers), k)):
         group = batch.answers[start : start + k]
-        winners = majority_answers(group)
+        winners = majority_answers(voters[q] if voters else group)
         rewards += [float(a is not None and a in winners) for a in group]
     return torch.tensor(rewards)
 
