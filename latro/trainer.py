@@ -11,8 +11,10 @@ One step, top to bottom (`Trainer.step`):
      for LaTRO, log pi(y|x+z) of the gold answer after the rationale; one no-grad pass of pi_0
      gives the reference log-probs. With latro the sampled tokens are the rationale z (the
      paper); with own-answer rewards only, the whole response (as GRPO, TTRL, Intuitor, CoVo);
-  3. reward minus beta x KL, non-stop penalty (with latro), advantages from the estimator;
-  4. backward of the Prop. 2 surrogate, clip, AdamW step, linear decay.
+  3. reward minus beta x KL (when the KL is in the reward), non-stop penalty on LaTRO's part,
+     advantages from the estimator (with CoVo, groups without any reward dropped first);
+  4. backward of the Prop. 2 surrogate (plus beta x the per-token KL when it is in the loss),
+     clip, AdamW step, linear decay.
 Deliberately not done: PPO-style ratio clipping and multiple updates per batch (the paper takes
 one on-policy step per batch of rollouts).
 """
