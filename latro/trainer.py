@@ -52,6 +52,25 @@ from latro.tasks import get_task
 PAPER_BETA = {"gsm8k": 0.05, "arc_challenge": 0.25}
 
 
+def mixed_precision(cfg) -> str:
+    """accelerate's mixed-precision mode: float32 master weights, compute in the asked dtype."""
+    if cfg.pure_dtype or cfg.dtype == "float32":
+        return "no"
+    return {"bfloat16": "bf16", "float16": "fp16"}[cfg.dtype]
+
+
+def warn_if_updates_round_away(params, lr: float, report) -> None:
+    """Low-precision weights only move when an update exceeds half a unit in their last place;
+    an AdamW step moves a weight by about lr, so count the weights that lr cannot move."""
+    with torch.no_grad():
+        stuck = sum(int(((p + lr) == p).sum()) for p in params)
+        total = sum(p.numel() for p in params)
+    if total and stuck / total > 0.5:
+        report(f"warning: --pure-dtype with lr {lr:g}: an update of lr rounds to nothing for "
+               f"{100 * stuck / total:.1f}% of the {params[0].dtype} weights; drop --pure-dtype to train "
+               "float32 master weights in mixed precision")
+
+
 def build_task(cfg):
     kwargs = {"data_dir": cfg.data_dir} if cfg.task in ("gsm8k", "arc_challenge") else {}
     if cfg.task == "jsonl":
@@ -70,7 +89,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
-        self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir))
+        self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
+                               mixed_precision=mixed_precision(cfg))
         set_seed(cfg.seed)
         self.rewards = parse_rewards(cfg.reward)
         first = self.rewards[0][0]
@@ -82,7 +102,7 @@ class Trainer:
             else PAPER_BETA.get(cfg.task, 0.05)
         self.task = build_task(cfg)
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
-        model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
+        model = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
         self._load_data(context_length(model))
         self._build_model(model)
         estimator = cfg.estimator or first.estimator
@@ -145,6 +165,8 @@ class Trainer:
         elif self.beta > 0 and self.uses_reference:
             self.ref = frozen_copy(model).to(self.acc.device)
         params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.pure_dtype:
+            warn_if_updates_round_away(params, cfg.lr, self.acc.print)
         # fused: one in-place kernel per tensor, no temporary copies of the whole model.
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         warmup, total = cfg.warmup_steps, self.total_steps
@@ -187,10 +209,11 @@ class Trainer:
 
         t0 = time.perf_counter()
         self.policy.eval()
-        drawn = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=self.samples_drawn,
-                       max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
-                       stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator,
-                       answer_tokens=cfg.answer_tokens)
+        with self.acc.autocast():  # the forward of a prepared model is autocast; this call is not
+            drawn = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=self.samples_drawn,
+                           max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
+                           stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator,
+                           answer_tokens=cfg.answer_tokens)
         rollouts, voting_only = self.split_voters(drawn)
         t1 = time.perf_counter()
 
@@ -198,7 +221,7 @@ class Trainer:
         self.policy.train()  # gradient checkpointing (if on) only acts in train mode
         ref_logp = ref_scored = None
         if self.beta > 0:
-            with torch.no_grad(), reference_of(self.policy, self.ref) as ref:
+            with torch.no_grad(), self.acc.autocast(), reference_of(self.policy, self.ref) as ref:
                 scorer = self.ref_scorer or TokenScorer(ref, cfg.score_chunk_size)
                 ref_scored = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
                                                       batch.segments), batch.segments)
@@ -319,9 +342,10 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
         cfg = self.cfg
-        result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
-                          max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
-                          chat_template=cfg.chat_template, seed=cfg.seed)
+        with self.acc.autocast():
+            result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
+                              max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
+                              chat_template=cfg.chat_template, seed=cfg.seed)
         accuracy = result["metrics"]["greedy"]
         out = self.run_dir / "evaluations"
         out.mkdir(exist_ok=True)

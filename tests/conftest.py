@@ -88,3 +88,12 @@ def arith_files(tmp_path_factory):
             for n in numbers:
                 f.write(json.dumps({"question": f"What is {n} + {n % 7}?", "answer": str(n + n % 7)}) + "\n")
     return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state; tests that train in other precisions need a new one."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
