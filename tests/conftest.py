@@ -88,3 +88,21 @@ def arith_files(tmp_path_factory):
             for n in numbers:
                 f.write(json.dumps({"question": f"What is {n} + {n % 7}?", "answer": str(n + n % 7)}) + "\n")
     return path
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Run `latro` on arguments that hold a user error: returns its one-line message, after
+    checking the exit status (2), the `latro: error: ` prefix and that no traceback was printed."""
+    from latro.cli import main
+
+    def run(argv: list[str]) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("latro: error: ")]
+        assert exited.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        return lines[0].removeprefix("latro: error: ")
+
+    return run
