@@ -108,6 +108,8 @@ def _dgdiff(args) -> None:
 def _bench(args) -> None:
     from latro.bench import run_bench
 
+    if args.steps < 1:
+        raise UserError(f"--steps: got {args.steps}, expected an integer >= 1")
     run_bench(C.from_args(C.TrainConfig, args), repeats=args.steps)
 
 

@@ -66,7 +66,8 @@ def _loading(name: str):
             raise UserError(f"{broken}: cannot read the weights (truncated or corrupt?): {reason}") from err
         if os.path.exists(name):
             raise UserError(f"{name}: cannot load the model: {reason}") from err
-        raise UserError(f"{name}: no such model directory or file, and the Hugging Face hub gives: {reason}") from err
+        raise UserError(f"{name}: no such model directory or file, and loading it from the Hugging Face hub failed: "
+                        f"{reason}") from err
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):

@@ -51,6 +51,7 @@ def test_bad_setting_and_missing_config_file(cli_error, tmp_path):
         f"{tmp_path / 'none.yaml'}: cannot read file (No such file or directory)"
     assert cli_error(["eval", "--task", "arithmetic"]) == \
         "latro eval needs --model: a hub id, local directory or .gguf file"
+    assert cli_error(["bench", "--steps", "0"]) == "--steps: got 0, expected an integer >= 1"
 
 
 def test_debug_shows_the_traceback(monkeypatch):
