@@ -29,9 +29,9 @@ def test_a_long_question_neither_shortens_the_others_nor_counts_as_wrong(tokeniz
              for i in range(3)]
     tight = Example("tight", nearly_filling(tokenizer, task, 6), "7")
     examples = [short[0], Example("long", TOO_LONG, "2800"), short[1], tight, short[2]]
-    kw = {"max_new_tokens": 12, "batch_size": 8, "samples": 2, "seed": 0}
-    mixed = evaluate(tiny_model, tokenizer, task, examples, **kw)
-    alone = evaluate(tiny_model, tokenizer, task, short, **kw)
+    kw = {"max_new_tokens": 12, "batch_size": 8, "seed": 0}
+    mixed = evaluate(tiny_model, tokenizer, task, examples, samples=2, **kw)
+    alone = evaluate(tiny_model, tokenizer, task, short, samples=0, **kw)  # greedy: the same without samples
     by_id = {r["id"]: r for r in mixed["records"]}
     for record in alone["records"]:  # the same answers as without the long questions in their batch
         assert by_id[record["id"]]["greedy"]["completion"] == record["greedy"]["completion"]
