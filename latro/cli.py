@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from latro import config as C
+from latro.errors import UserError
 
 
 def _train(args) -> None:
@@ -37,7 +39,7 @@ def _sft(args) -> None:
 
     cfg = C.from_args(C.TrainConfig, args)
     if cfg.model is None:
-        raise SystemExit("latro sft: --model is required")
+        raise UserError("latro sft needs --model: a hub id, local directory or .gguf file")
     SFTTrainer(cfg).train()
 
 
@@ -47,7 +49,7 @@ def _load_for_evaluation(cfg, command: str):
     from latro.trainer import build_task
 
     if not cfg.model:
-        raise SystemExit(f"latro {command}: --model is required")
+        raise UserError(f"latro {command} needs --model: a hub id, local directory or .gguf file")
     task = build_task(cfg)
     examples = task.load(cfg.split)[: cfg.limit or None]
     model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
@@ -66,10 +68,18 @@ def _eval(args) -> None:
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": cfg.model, "task": cfg.task, "split": cfg.split, **result}, indent=1))
-    print(f"{cfg.task} {cfg.split}: {result['n']} questions")
+    print(f"{cfg.task} {cfg.split}: {_counted(result)}")
     for name, value in result["metrics"].items():
         print(f"  {name:>8}: {100 * value:.1f}%")
     print(f"written to {out}")
+
+
+def _counted(result: dict) -> str:
+    """How many questions the numbers are over, and how many were skipped."""
+    if not result["skipped"]:
+        return f"{result['n']} questions"
+    return (f"{result['n'] + result['skipped']} questions, {result['skipped']} skipped (prompt longer than the "
+            f"model's context); the numbers are over the {result['n']} evaluated")
 
 
 def _default_eval_path(cfg, kind: str = "eval") -> Path:
@@ -90,7 +100,7 @@ def _dgdiff(args) -> None:
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg, "dgdiff")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": dataclasses.asdict(cfg), **result}, indent=1))
-    print(format_table(result, f"DG-DIFF, {cfg.model} on {cfg.task} {cfg.split}: {result['n']} questions, "
+    print(format_table(result, f"DG-DIFF, {cfg.model} on {cfg.task} {cfg.split}: {_counted(result)}, "
                                f"{cfg.candidates} candidates at T={cfg.temperature}"))
     print(f"written to {out}")
 
@@ -98,6 +108,8 @@ def _dgdiff(args) -> None:
 def _bench(args) -> None:
     from latro.bench import run_bench
 
+    if args.steps < 1:
+        raise UserError(f"--steps: got {args.steps}, expected an integer >= 1")
     run_bench(C.from_args(C.TrainConfig, args), repeats=args.steps)
 
 
@@ -139,7 +151,20 @@ def main(argv: list[str] | None = None) -> None:
     C.add_arguments(dg, C.DGDiffConfig)
     dg.set_defaults(run=_dgdiff)
     args = parser.parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except (UserError, FileNotFoundError, FileExistsError) as err:
+        if args.debug or os.environ.get("LATRO_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"latro: error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def one_line(err: Exception) -> str:
+    """An expected error as one line: the message, or for an OS error 'path: reason'."""
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    return str(err).replace("\n", " ")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from dataclasses import replace
 
 import torch
 
+from latro.errors import UserError
 from latro.modeling import context_length
 from latro.prompts import (
     answer_ids,
@@ -128,23 +129,25 @@ def _pick(scores: list[float]) -> int:
 
 @torch.no_grad()
 def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
-    names = [d.strip() for d in cfg.discriminators.split(",") if d.strip()]
-    unknown = sorted(set(names) - set(DISCRIMINATORS))
-    if unknown:
-        raise ValueError(f"unknown discriminators {unknown}; known: {', '.join(DISCRIMINATORS)}")
-    if cfg.candidates < 2:
-        raise ValueError(f"--candidates {cfg.candidates}: discrimination needs at least 2 candidates")
+    names = [d.strip() for d in cfg.discriminators.split(",") if d.strip()]  # checked by DGDiffConfig
     n, device = cfg.candidates, next(model.parameters()).device
     model.eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     stops, context = stop_token_ids(tokenizer, model), context_length(model)
     end_id = end_of_turn_id(tokenizer, cfg.chat_template)
+    # Each question's rationale budget is what its own prompt and answer allowance leave of the
+    # context; a question with no room is skipped and counted, not scored.
     prompts = [encode_prompt(tokenizer, task, ex, cfg.chat_template) for ex in examples]
+    budgets = [min(cfg.max_new_tokens, context - len(p) - cfg.answer_tokens) for p in prompts]
+    kept = [q for q, budget in enumerate(budgets) if budget >= 1]
+    skipped = len(examples) - len(kept)
+    if examples and not kept:
+        raise UserError(f"none of the {skipped} questions fits the model's {context}-token context")
+    examples, prompts, budgets = [examples[q] for q in kept], [prompts[q] for q in kept], [budgets[q] for q in kept]
     rollouts = []
     for start in range(0, len(examples), cfg.batch_size):
-        chunk = prompts[start : start + cfg.batch_size]
-        budget = max(1, min(cfg.max_new_tokens, context - max(map(len, chunk)) - cfg.answer_tokens))
-        rollouts += sample(model, tokenizer, chunk, num_samples=n, max_new_tokens=budget,
+        chunk = slice(start, start + cfg.batch_size)
+        rollouts += sample(model, tokenizer, prompts[chunk], num_samples=n, max_new_tokens=budgets[chunk],
                            temperature=cfg.temperature, stop_patterns=cfg.stop_patterns, stop_token_ids=stops,
                            generator=generator, answer_tokens=cfg.answer_tokens)
     per_candidate = [ex for ex in examples for _ in range(n)]
@@ -200,8 +203,9 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     s_gen = sum(correct) / max(len(correct), 1)
     s_gen_pick = sum(correct[q * n + k] for q, k in enumerate(gen_pick)) / max(len(examples), 1)
     pass_n = sum(any(correct[q * n : (q + 1) * n]) for q in range(len(examples))) / max(len(examples), 1)
-    return {"n": len(examples), "candidates": n, "temperature": cfg.temperature, "s_gen": s_gen,
-            "s_gen_pick": s_gen_pick, f"pass@{n}": pass_n, "discriminators": results, "records": records}
+    return {"n": len(examples), "skipped": skipped, "candidates": n, "temperature": cfg.temperature,
+            "s_gen": s_gen, "s_gen_pick": s_gen_pick, f"pass@{n}": pass_n, "discriminators": results,
+            "records": records}
 
 
 def _judge_prompts(tokenizer, examples, rollouts, n, cfg, context) -> tuple[dict[int, list[int]], int]:
@@ -224,8 +228,8 @@ def _judge(model, tokenizer, prompts, n, cfg, stops, context, count):
     for start in range(0, len(order), cfg.batch_size):
         chunk = order[start : start + cfg.batch_size]
         ids = [prompts[q] for q in chunk]
-        budget = max(1, min(cfg.judge_max_new_tokens, context - max(map(len, ids))))
-        outs = sample(model, tokenizer, ids, num_samples=1, max_new_tokens=budget, temperature=0.0,
+        budgets = [min(cfg.judge_max_new_tokens, context - len(x)) for x in ids]  # _judge_prompts left room
+        outs = sample(model, tokenizer, ids, num_samples=1, max_new_tokens=budgets, temperature=0.0,
                       stop_patterns=[], stop_token_ids=stops)
         for q, out in zip(chunk, outs):
             texts[q] = out.completion

@@ -8,7 +8,11 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from latro.errors import UserError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 UNBOUNDED = 10**9  # context length assumed for a model whose config gives none
@@ -19,18 +23,56 @@ def context_length(model) -> int:
     return getattr(model.config, "max_position_embeddings", None) or UNBOUNDED
 
 
+def _is_repo_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _source(name: str) -> dict:
     """from_pretrained arguments for a hub id, a directory, or a .gguf file."""
+    if not os.path.exists(name) and (name.endswith(".gguf") or not _is_repo_id(name)):
+        raise UserError(f"{name}: no such model directory or file")
     if name.endswith(".gguf"):
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"GGUF file not found: {name}")
         path = Path(name).resolve()
         return {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
     return {"pretrained_model_name_or_path": name}
 
 
+def _unreadable_weights(name: str) -> Path | None:
+    """The first safetensors file of a local model directory that safetensors cannot open."""
+    for file in sorted(Path(name).glob("*.safetensors")) if os.path.isdir(name) else []:
+        try:
+            with safe_open(file, "pt"):
+                pass
+        except (OSError, SafetensorError):
+            return file
+    return None
+
+
+@contextmanager
+def _loading(name: str):
+    """A model or tokenizer that cannot be loaded, as one line naming it (or its broken weights file)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, SafetensorError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        broken = _unreadable_weights(name)
+        if broken is not None:
+            raise UserError(f"{broken}: cannot read the weights (truncated or corrupt?): {reason}") from err
+        if os.path.exists(name):
+            raise UserError(f"{name}: cannot load the model: {reason}") from err
+        raise UserError(f"{name}: no such model directory or file, and loading it from the Hugging Face hub failed: "
+                        f"{reason}") from err
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
-    tokenizer = AutoTokenizer.from_pretrained(**_source(name), trust_remote_code=trust_remote_code)
+    with _loading(name):
+        tokenizer = AutoTokenizer.from_pretrained(**_source(name), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         # Padding is always located by attention masks and lengths, never by this id.
         tokenizer.pad_token = tokenizer.eos_token
@@ -38,8 +80,9 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
 
 def load_model(name: str, dtype: str = "float32", trust_remote_code: bool = False):
-    model = AutoModelForCausalLM.from_pretrained(
-        **_source(name), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    with _loading(name):
+        model = AutoModelForCausalLM.from_pretrained(
+            **_source(name), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     if name.endswith(".gguf"):
         # GGUF weights are dequantised on load; the model is a plain one from here on.
         model.hf_quantizer = None

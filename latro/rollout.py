@@ -122,7 +122,7 @@ def sample(
     prompts: list[list[int]],
     *,
     num_samples: int,
-    max_new_tokens: int,
+    max_new_tokens: int | list[int],
     temperature: float,
     stop_patterns: list[str],
     stop_token_ids: set[int],
@@ -132,7 +132,11 @@ def sample(
     """Sample `num_samples` continuations of each tokenised prompt, ordered prompt by prompt.
 
     A row ends at an end token, at a stop pattern (or `answer_tokens` after it), or after
-    `max_new_tokens` tokens without a stop pattern."""
+    `max_new_tokens` tokens without a stop pattern: one budget for all prompts, or one per prompt
+    (so that each prompt gets what its own length leaves of the context)."""
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(prompts) or min(budgets, default=1) < 1:
+        raise ValueError(f"need one budget >= 1 per prompt, got {budgets} for {len(prompts)} prompts")
     device = next(model.parameters()).device
     matcher = StopMatcher(tokenizer, stop_patterns, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -141,7 +145,7 @@ def sample(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     width = ids.shape[1]
     # Full-width padding mask; positions not yet written are hidden by the causal mask.
-    horizon = max_new_tokens + answer_tokens
+    horizon = max(budgets) + answer_tokens
     mask = torch.cat([mask, mask.new_ones((len(prompts), horizon))], dim=1)
     cache = StaticCache(config=model.config, max_cache_len=width + horizon)
     cache_kw = {_cache_keyword(model): cache}
@@ -168,7 +172,7 @@ def sample(
                 done = answer_tokens == 0 or t in matcher.stop_token_ids
                 answer_end[r] = n + answer_tokens
             else:
-                done = n >= max_new_tokens  # rationale budget spent without a stop pattern
+                done = n >= budgets[r // num_samples]  # rationale budget spent without a stop pattern
             if not done:
                 keep.append(row)
         if not keep:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from latro.errors import UserError
 from latro.prompts import sft_target_ids
 from latro.scorer import RATIONALE, make_batch
 from latro.trainer import Trainer
@@ -26,7 +27,7 @@ class SFTTrainer(Trainer):
         kept = [ex for ex in examples if ex.rationale]
         self.skipped_no_rationale = len(examples) - len(kept)
         if not kept:
-            raise ValueError(f"task {self.cfg.task!r} has no gold rationales in its train split: nothing to fine-tune on")
+            raise UserError(f"task {self.cfg.task!r} has no gold rationales in its train split: nothing to fine-tune on")
         if self.skipped_no_rationale:
             self.acc.print(f"skipping {self.skipped_no_rationale} training questions without a gold rationale")
         return kept

@@ -35,7 +35,8 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from latro.config import TrainConfig, save_yaml
+from latro.config import TrainConfig, check_resume, save_yaml
+from latro.errors import UserError
 from latro.estimators import batch_whiten, get_estimator
 from latro.evaluate import evaluate
 from latro.modeling import (add_lora, context_length, frozen_copy, load_model, load_tokenizer, reference_of,
@@ -85,19 +86,19 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig):
         if not cfg.model:
-            raise ValueError("no model given: pass --model (hub id, directory or .gguf file)")
+            raise UserError("no model given: pass --model (hub id, directory or .gguf file)")
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
         self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
                                mixed_precision=mixed_precision(cfg))
+        if cfg.resume:  # before anything is loaded or written
+            check_resume(cfg, self.run_dir / "config.yaml", self.acc.print)
         set_seed(cfg.seed)
         self.rewards = parse_rewards(cfg.reward)
         first = self.rewards[0][0]
         self.forces_gold = any(r.forces_gold for r, _ in self.rewards)
         self.needs_certainty = any(r.certainty for r, _ in self.rewards)
-        if cfg.answer_tokens <= 0 and any(r.own_answer for r, _ in self.rewards):
-            raise ValueError(f"--reward {cfg.reward} reads the model's own answer: --answer-tokens must be > 0")
         self.beta = cfg.beta if cfg.beta is not None else first.beta if first.beta is not None \
             else PAPER_BETA.get(cfg.task, 0.05)
         self.task = build_task(cfg)
@@ -136,7 +137,8 @@ class Trainer:
             self.prompts = [self.prompts[i] for i in fits]
         per_step = cfg.questions_per_step * self.acc.num_processes
         if len(self.train_set) < per_step:
-            raise ValueError(f"{len(self.train_set)} training questions, fewer than one step's {per_step}")
+            raise UserError(f"{len(self.train_set)} training questions, fewer than one step's {per_step} "
+                            "(--questions-per-step on each process)")
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
 

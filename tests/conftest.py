@@ -97,3 +97,21 @@ def fresh_accelerator_state():
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Run `latro` on arguments that hold a user error: returns its one-line message, after
+    checking the exit status (2), the `latro: error: ` prefix and that no traceback was printed."""
+    from latro.cli import main
+
+    def run(argv: list[str]) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("latro: error: ")]
+        assert exited.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        return lines[0].removeprefix("latro: error: ")
+
+    return run

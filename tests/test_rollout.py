@@ -146,3 +146,13 @@ def test_answer_tokens_read_the_own_answer_after_the_pattern(tokenizer, tiny_mod
     hit = next(n for n in range(1, len(rambles) + 1) if "The answer is" in tokenizer.decode(rambles[:n]))
     assert out[1].num_sampled == hit + 4 and out[1].stop == "The answer is"
     assert tokenizer.decode(out[1].rationale_ids) + out[1].gap == "4 + 5 = 9. "
+
+
+def test_each_prompt_can_have_its_own_budget(tokenizer, tiny_model):
+    prompts = [ids(tokenizer, "Tom has 3 apples."), ids(tokenizer, "What is 4 + 5?")]
+    out = sample(tiny_model, tokenizer, prompts, num_samples=2, max_new_tokens=[3, 7], temperature=1.0,
+                 stop_patterns=[], stop_token_ids=set(), generator=torch.Generator().manual_seed(0))
+    assert [r.num_sampled for r in out] == [3, 3, 7, 7] and not any(r.stopped for r in out)
+    with pytest.raises(ValueError, match="one budget >= 1 per prompt"):
+        sample(tiny_model, tokenizer, prompts, num_samples=1, max_new_tokens=[3], temperature=1.0,
+               stop_patterns=[], stop_token_ids=set())

@@ -270,3 +270,65 @@ def test_jsonl_choice_answer_not_an_option(tmp_path):
     path = _write(tmp_path / "v.jsonl", [{"question": "q", "answer": "F", "choices": ["a", "b"]}])
     with pytest.raises(DataError, match=r"v\.jsonl:1: answer 'F'"):
         JsonlTask(validation_file=str(path)).load("validation")
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"question": "", "answer": "1"}, "field 'question' is empty"),
+    ({"question": " \n\t", "answer": "1"}, "field 'question' is empty"),
+    ({"question": "Pick", "answer": "A", "choices": ["only"]}, ("a multiple-choice question needs at least 2 "
+                                                                "choices, got 1")),
+    ({"question": "Pick", "answer": "A", "choices": []}, "a multiple-choice question needs at least 2 choices, got 0"),
+    ({"question": "Pick", "answer": "B", "choices": ["x", " "]}, "choice 'B' has no text"),
+    ({"question": "2+2?", "answer": "The answer is 4"}, ("answer 'The answer is 4' contains 'The answer is': give "
+                                                         "the final answer alone")),
+    ({"question": "Capital?", "answer": "Paris\nFrance"}, ("answer 'Paris\\nFrance' spans several lines; give a "
+                                                          "one-line answer")),
+])
+def test_jsonl_records_that_could_not_be_scored_name_file_and_line(tmp_path, record, message):
+    path = _write(tmp_path / "train.jsonl", [{"question": "ok", "answer": "1"}, record])
+    with pytest.raises(DataError) as err:
+        JsonlTask(train_file=str(path)).load("train")
+    assert str(err.value) == f"{path}:2: {message}"
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"question": "q", "answer": NaN}', "NaN is not a number"),
+    ('{"question": "q", "answer": -Infinity}', "-Infinity is not a number"),
+    ('{"question": "q", "answer": 1e999}', "number 1e999 is out of range"),
+    ('{"question": "q", "answer": "1", "answer": "2"}', "duplicate key 'answer'"),
+])
+def test_json_that_python_accepts_but_a_record_must_not_use(tmp_path, line, message):
+    path = _write(tmp_path / "train.jsonl", ['{"question": "ok", "answer": "1"}', line])
+    with pytest.raises(DataError) as err:
+        read_jsonl(path)
+    assert str(err.value) == f"{path}:2: {message}"
+
+
+def test_arc_row_with_fewer_texts_than_labels(tmp_path):
+    from latro.tasks.arc import arc_example
+
+    row = {"id": "x", "question": "Which?", "answerKey": "D",
+           "choices": {"label": ["A", "B", "C", "D"], "text": ["a", "b", "c"]}}
+    with pytest.raises(DataError, match=r"^hub:3: 4 choice labels but 3 choice texts$"):
+        arc_example(row, "hub:3")
+    one = {"id": "1", "question": {"stem": "s", "choices": [{"label": "A", "text": "x"}]}, "answerKey": "A"}
+    blank = {"id": "2", "question": {"stem": "  ", "choices": [{"label": "A", "text": "x"}, {"label": "B", "text": "y"}]},
+             "answerKey": "A"}
+    _write(tmp_path / "ARC-Challenge-Test.jsonl", [one])
+    with pytest.raises(DataError, match=r"ARC-Challenge-Test\.jsonl:1: a multiple-choice question needs at least 2"):
+        ARCChallenge(str(tmp_path)).load("test")
+    _write(tmp_path / "ARC-Challenge-Test.jsonl", [blank])
+    with pytest.raises(DataError, match=r"ARC-Challenge-Test\.jsonl:1: field 'stem' is empty"):
+        ARCChallenge(str(tmp_path)).load("test")
+
+
+def test_gsm8k_train_file_too_small_for_validation_says_so(tmp_path):
+    _write(tmp_path / "train.jsonl", [{"question": f"{n} + 1?", "answer": f"{n} + 1\n#### {n + 1}"} for n in range(3)])
+    with pytest.raises(DataError) as err:
+        GSM8K(str(tmp_path)).load("train")
+    assert str(err.value) == (f"{tmp_path / 'train.jsonl'}: 3 training questions, too few to hold out 500 "
+                              "validation questions and train on the rest")
+    assert len(GSM8K(str(tmp_path), validation_size=1).load("train")) == 2
+    _write(tmp_path / "test.jsonl", [{"question": "", "answer": "x\n#### 1"}])
+    with pytest.raises(DataError, match=r"test\.jsonl:1: field 'question' is empty"):
+        GSM8K(str(tmp_path)).load("test")

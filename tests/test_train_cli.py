@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from latro.cli import main
@@ -89,10 +90,9 @@ def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp
         torch.testing.assert_close(resumed[name], tensor)
 
 
-def test_existing_run_directory_is_not_overwritten(tiny_model_dir, arith_files, tmp_path):
+def test_existing_run_directory_is_not_overwritten(tiny_model_dir, arith_files, tmp_path, cli_error):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(FileExistsError, match="--resume"):
-        main(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--max-steps", "1"))
+    assert "pass --resume" in cli_error(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--max-steps", "1"))
 
 
 def test_yaml_config_and_flags(tiny_model_dir, arith_files, tmp_path):
@@ -157,9 +157,10 @@ def test_each_reward_trains_and_logs_diagnostics(tiny_model_dir, arith_files, tm
         assert {"reward/latro", "reward/self_certainty"} <= set(lines[0])
 
 
-def test_own_answer_reward_needs_answer_tokens(tiny_model_dir, arith_files, tmp_path):
-    with pytest.raises(ValueError, match="answer-tokens"):
-        main(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--reward", "majority", "--answer-tokens", "0"))
+def test_own_answer_reward_needs_answer_tokens(tiny_model_dir, arith_files, tmp_path, cli_error):
+    message = cli_error(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--reward", "majority",
+                                   "--answer-tokens", "0"))
+    assert message.startswith("--answer-tokens: got 0, but reward 'majority' reads the model's own answer")
 
 
 @pytest.mark.parametrize("reward,whole_response", [("latro", False), ("gold", True)])
@@ -195,3 +196,21 @@ def test_eval_on_start_logs_step_zero_and_a_restart_logs_each_step_once(tiny_mod
     main(train_args(tiny_model_dir, arith_files, fresh, "--max-steps", "2", "--eval-on-start", "--resume"))
     again = [json.loads(l) for l in (fresh / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in again] == [0, 1, 2] and again[1]["loss"] != 9.0
+
+
+def test_resume_with_other_settings_is_refused_and_config_yaml_keeps_matching_the_run(
+        tiny_model_dir, arith_files, tmp_path, cli_error, capsys):
+    out = tmp_path / "run"
+    main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "1", "--eval-every", "0"))
+    written = (out / "config.yaml").read_text()
+    message = cli_error(train_args(tiny_model_dir, arith_files, out, "--max-steps", "1", "--eval-every", "0",
+                                   "--resume", "--lr", "2e-3", "--num-samples", "3"))
+    assert message.startswith(f"--resume: settings differ from the run's {out / 'config.yaml'}: "
+                              "num_samples 2 -> 3, lr 0.001 -> 0.002; resume with the run's settings")
+    assert (out / "config.yaml").read_text() == written
+    capsys.readouterr()
+    main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "2", "--eval-every", "0", "--resume"))
+    assert "resuming with max_steps changed: 1 -> 2" in capsys.readouterr().out
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["max_steps"] == 2 and saved["lr"] == 1e-3
+    assert [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]

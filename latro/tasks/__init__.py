@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from latro.errors import UserError
 from latro.tasks.arc import ARCChallenge
 from latro.tasks.arithmetic import Arithmetic, ArithmeticEasy
 from latro.tasks.base import DataError, Example, Task
@@ -15,7 +16,7 @@ TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "arc_challenge": ARCChallenge, "
 def get_task(name: str, **kwargs) -> Task:
     """Instantiate the task registered as `name` with its constructor's keyword arguments."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     return TASKS[name](**kwargs)
 
 

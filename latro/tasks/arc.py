@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from latro.tasks.base import DataError, Example, Task, after_last_marker, check_split, read_jsonl, require
+from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl, require,
+                              require_text)
 
 Choices = tuple[tuple[str, str], ...]
 _FILES = {"train": "ARC-Challenge-Train.jsonl", "validation": "ARC-Challenge-Dev.jsonl",
@@ -72,10 +73,16 @@ def parse_choice(text: str, choices: Choices) -> str | None:
 
 
 def check_choices(choices: Choices, gold: str, where: str) -> None:
-    """Reject records a parser could never score: no options, repeated labels, gold not a label."""
+    """Reject records a parser could never score or that ask nothing: fewer than 2 options, empty or
+    repeated labels, an option without text, gold not a label."""
     labels = [label for label, _ in choices]
-    if not labels or len(set(labels)) != len(labels):
-        raise DataError(f"{where}: choices must have distinct labels, got {labels}")
+    if len(labels) < 2:
+        raise DataError(f"{where}: a multiple-choice question needs at least 2 choices, got {len(labels)}")
+    if not all(labels) or len(set(labels)) != len(labels):
+        raise DataError(f"{where}: choices must have distinct non-empty labels, got {labels}")
+    empty = [label for label, text in choices if not text.strip()]
+    if empty:
+        raise DataError(f"{where}: choice {empty[0]!r} has no text")
     if gold not in labels:
         raise DataError(f"{where}: answer {gold!r} is not one of the labels {labels}")
 
@@ -84,12 +91,15 @@ def arc_example(record: dict, where: str) -> Example:
     """Example from an original ARC record (question = {stem, choices}) or a hub row (flat)."""
     question = require(record, "question", where, (str, dict))
     if isinstance(question, dict):
-        stem = require(question, "stem", where)
+        stem = require_text(question, "stem", where)
         pairs = [(c.get("label"), c.get("text")) if isinstance(c, dict) else (None, None)
                  for c in require(question, "choices", where, list)]
     else:
-        stem, raw = question, require(record, "choices", where, dict)
-        pairs = list(zip(raw.get("label") or [], raw.get("text") or []))
+        stem, raw = require_text(record, "question", where), require(record, "choices", where, dict)
+        labels, texts = raw.get("label") or [], raw.get("text") or []
+        if len(labels) != len(texts):
+            raise DataError(f"{where}: {len(labels)} choice labels but {len(texts)} choice texts")
+        pairs = list(zip(labels, texts))
     if any(label is None or text is None for label, text in pairs):
         raise DataError(f"{where}: every choice needs a 'label' and a 'text'")
     choices = tuple((str(label).strip(), str(text)) for label, text in pairs)

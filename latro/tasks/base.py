@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from latro.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 # Fixed so the held-out validation questions are the same on every run and machine.
@@ -14,8 +17,31 @@ VALIDATION_SEED = 20241107
 _MARKER = re.compile(r"the\s+answer\s+is", re.IGNORECASE)
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data. The message names the file (and 1-based line) so users can fix it."""
+
+
+class _Rejected(ValueError):
+    """Valid JSON syntax that a record must not use (read_jsonl turns it into a DataError)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise _Rejected(f"duplicate key {repeated[0]!r}")
+    return dict(pairs)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Rejected(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str):
+    raise _Rejected(f"{name} is not a number")
 
 
 @dataclass(frozen=True)
@@ -41,7 +67,9 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
+            record = json.loads(raw, object_pairs_hook=_unique_keys, parse_float=_finite, parse_constant=_no_constant)
+        except _Rejected as err:
+            raise DataError(f"{path}:{number}: {err}") from err
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
             raise DataError(f"{path}:{number}: malformed JSON ({err})") from err
         if not isinstance(record, dict):
@@ -62,9 +90,17 @@ def require(record: dict, key: str, where: str, types: type | tuple[type, ...] =
     return value
 
 
+def require_text(record: dict, key: str, where: str) -> str:
+    """String field `key` of `record` with something in it besides whitespace."""
+    value = require(record, key, where)
+    if not value.strip():
+        raise DataError(f"{where}: field '{key}' is empty")
+    return value
+
+
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def hold_out(examples: list[Example], size: int,

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, hold_out, read_jsonl,
-                              require)
+                              require, require_text)
 
 # A minus sign only counts when it does not follow a digit, so "10-3" yields 10 and 3, not -3.
 _NUMBER = re.compile(r"(?<![\d.])-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)")
@@ -48,7 +48,7 @@ def same_number(pred: str | None, gold: str) -> bool:
 
 def gsm8k_example(record: dict, where: str, id: str) -> Example:
     """Example from an original-format record; gold is the number after '####'."""
-    question = require(record, "question", where)
+    question = require_text(record, "question", where)
     solution = require(record, "answer", where)
     if "####" not in solution:
         raise DataError(f"{where}: answer has no '#### <number>' final line")
@@ -86,13 +86,20 @@ class GSM8K(NumericTask):
         check_split(split)
         if split == "test":
             return self._read("test")
-        train, validation = hold_out(self._read("train"), self.validation_size)
+        examples = self._read("train")
+        if len(examples) <= self.validation_size:
+            raise DataError(f"{self._source('train')}: {len(examples)} training questions, too few to hold out "
+                            f"{self.validation_size} validation questions and train on the rest")
+        train, validation = hold_out(examples, self.validation_size)
         return train if split == "train" else validation
+
+    def _source(self, split: str) -> str:
+        return str(Path(self.data_dir) / f"{split}.jsonl") if self.data_dir else f"openai/gsm8k[{split}]"
 
     def _read(self, split: str) -> list[Example]:
         if self.data_dir is None:
             return self._read_hub(split)
-        path = Path(self.data_dir) / f"{split}.jsonl"
+        path = self._source(split)
         return [gsm8k_example(rec, f"{path}:{n}", f"gsm8k-{split}-{n}") for n, rec in read_jsonl(path)]
 
     @staticmethod

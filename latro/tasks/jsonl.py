@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from string import ascii_uppercase
 
+from latro.errors import UserError
+
 from latro.tasks.arc import check_choices, mc_prompt, parse_choice
-from latro.tasks.base import DataError, Example, Task, after_last_marker, check_split, read_jsonl, require
+from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl, require,
+                              require_text)
 from latro.tasks.gsm8k import normalize_number, parse_number, same_number
 
 
@@ -24,10 +27,12 @@ def _choices(raw: list, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _gold(answer: str | int | float, choices: tuple[tuple[str, str], ...], where: str) -> str:
-    """Normalised gold: a label (an option's text is mapped to its label), a number, or text."""
+def _gold(answer: str | int | float, choices: tuple[tuple[str, str], ...] | None, where: str) -> str:
+    """Normalised gold: a label (an option's text is mapped to its label), a number, or one line of text."""
     text = str(answer).strip()
-    if choices:
+    if after_last_marker(text) is not None:  # the task writes "The answer is {gold}." itself
+        raise DataError(f"{where}: answer {text!r} contains 'The answer is': give the final answer alone")
+    if choices is not None:
         by_text = {option.strip().lower(): label for label, option in choices}
         gold = text if text in {label for label, _ in choices} else by_text.get(text.lower(), text)
         check_choices(choices, gold, where)
@@ -35,6 +40,8 @@ def _gold(answer: str | int | float, choices: tuple[tuple[str, str], ...], where
     gold = normalize_number(text) or text.rstrip(".").strip()  # so "The answer is {gold}." has one period
     if not gold:
         raise DataError(f"{where}: field 'answer' is empty")
+    if "\n" in gold:  # a prediction is read from one line
+        raise DataError(f"{where}: answer {text!r} spans several lines; give a one-line answer")
     return gold
 
 
@@ -44,15 +51,15 @@ def _clean(text: str) -> str:
 
 
 def jsonl_example(record: dict, where: str, default_id: str) -> Example:
-    question = require(record, "question", where)
+    question = require_text(record, "question", where)
     answer = require(record, "answer", where, (str, int, float))
     has_choices = record.get("choices") is not None
-    choices = _choices(require(record, "choices", where, list), where) if has_choices else ()
+    choices = _choices(require(record, "choices", where, list), where) if has_choices else None
     rationale = record.get("rationale")
     if rationale is not None and not isinstance(rationale, str):
         raise DataError(f"{where}: field 'rationale' must be a string")
     return Example(id=str(record.get("id", default_id)), question=question,
-                   answer=_gold(answer, choices, where), choices=choices, rationale=rationale)
+                   answer=_gold(answer, choices, where), choices=choices or (), rationale=rationale)
 
 
 class JsonlTask(Task):
@@ -74,7 +81,7 @@ class JsonlTask(Task):
         check_split(split)
         path = self.files[split]
         if path is None:
-            raise ValueError(f"task 'jsonl' has no {split} data: pass {split}_file")
+            raise UserError(f"task 'jsonl' has no {split} data: pass --{split}-file")
         return [jsonl_example(rec, f"{path}:{n}", f"{split}-{n}") for n, rec in read_jsonl(path)]
 
     def prompt(self, ex: Example) -> str:
