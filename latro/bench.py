@@ -65,16 +65,16 @@ def _bare_parts(trainer, batch, rollouts) -> dict:
 
 
 def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
-    from latro.trainer import Trainer
+    from latro.algorithms import build_trainer
 
     cfg = replace(cfg, output_dir=tempfile.mkdtemp(prefix="latro-bench-"), eval_every=0,
                   max_steps=max(cfg.max_steps, repeats))
     torch.manual_seed(cfg.seed)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     steps, bare, history = [], [], []
     for i in range(repeats):
         metrics = trainer.step(i)
-        history.append(trainer.last_batch)
+        history.append(trainer.algorithm.last_trajectories)
         metrics["total"] = metrics["time_generate"] + metrics["time_score"] + metrics["time_update"]
         steps.append(metrics)
         print(f"step {i + 1}: generate {metrics['time_generate']:.1f}s  score {metrics['time_score']:.1f}s  "
@@ -83,8 +83,7 @@ def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
               flush=True)
     peak = peak_rss_gib()
     for i in range(repeats):
-        batch, rollouts = history[i]
-        parts = _bare_parts(trainer, batch, rollouts)
+        parts = _bare_parts(trainer, history[i], history[i].rollouts)
         parts["sum"] = parts["generate"] + parts["forward_backward"] + parts["optimizer"] + parts["reference_forward"]
         bare.append(parts)
     median = lambda rows, key: statistics.median(r[key] for r in rows)

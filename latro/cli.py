@@ -20,7 +20,7 @@ from latro.errors import UserError
 
 
 def _train(args) -> None:
-    from latro.trainer import Trainer
+    from latro.algorithms import build_trainer
 
     cfg = C.from_args(C.TrainConfig, args)
     if cfg.model is None:  # a newcomer's first command: the built-in demonstration
@@ -31,26 +31,26 @@ def _train(args) -> None:
             cfg.output_dir = demo.free_run_dir(cfg.output_dir)
         demo.run_demo(cfg)
         return
-    Trainer(cfg).train()
+    build_trainer(cfg).train()
 
 
 def _sft(args) -> None:
-    from latro.sft import SFTTrainer
+    from latro.algorithms import build_trainer
 
     cfg = C.from_args(C.TrainConfig, args)
     if cfg.model is None:
         raise UserError("latro sft needs --model: a hub id, local directory or .gguf file")
-    SFTTrainer(cfg).train()
+    build_trainer(cfg, "sft").train()
 
 
 def _load_for_evaluation(cfg, command: str):
     """(task, questions of the split, model, tokenizer) for `latro eval` and `latro dgdiff`."""
     from latro.modeling import load_model, load_tokenizer
-    from latro.trainer import build_task
+    from latro.tasks import task_from_config
 
     if not cfg.model:
         raise UserError(f"latro {command} needs --model: a hub id, local directory or .gguf file")
-    task = build_task(cfg)
+    task = task_from_config(cfg)
     examples = task.load(cfg.split)[: cfg.limit or None]
     model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
@@ -113,24 +113,7 @@ def _bench(args) -> None:
     run_bench(C.from_args(C.TrainConfig, args), repeats=args.steps)
 
 
-def return_freed_memory_to_the_os() -> None:
-    """Serve large tensors from mmap so that freeing them lowers the resident size.
-
-    glibc raises its mmap threshold after each large free, after which big tensors come from the
-    heap and stay resident once freed; in a training step (sampling, scoring, backward allocate
-    and free hundreds of MB in turn) that costs gigabytes of peak memory on a CPU. Fixing the
-    threshold at 1 MiB measured 3.1 instead of 4.6 GiB peak at the benchmark shape.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def main(argv: list[str] | None = None) -> None:
-    return_freed_memory_to_the_os()
     parser = argparse.ArgumentParser(prog="latro", description="Self-rewarding reasoning training (LaTRO).")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="Train a causal LM with LaTRO (no --model: the built-in demonstration).")

@@ -8,16 +8,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import math
-import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from latro.errors import SettingError, UserError
+from latro.estimators import ESTIMATORS
+from latro.rewards import option_classes, parse_rewards
+from latro.settings import Checked, setting
 from latro.tasks import TASKS
 from latro.tasks.base import SPLITS
 
@@ -25,197 +26,105 @@ STOP_PATTERNS = ("The answer is", "Answer:", "Therefore, the answer is")  # the 
 SEED_MAX = 2**32 - 1  # numpy's seed range, which accelerate's set_seed uses
 
 
-def _f(default, help: str, **kw):
-    """A field with help text and the values it allows: `choices`, bounds `min` / `max`
-    (inclusive) and `gt` / `lt` (exclusive), `allow_empty` for a string that may be ''."""
-    if callable(default):  # a factory, for mutable defaults
-        return field(default_factory=default, metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-_BOUNDS = {"min": (operator.ge, ">="), "gt": (operator.gt, ">"), "max": (operator.le, "<="), "lt": (operator.lt, "<")}
-_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a non-empty string",
-          "list": "a list of non-empty strings"}
-
-
-def _kind(f: dataclasses.Field) -> tuple[str, bool]:
-    """('int' | 'float' | 'bool' | 'str' | 'list', whether None is allowed) from the annotation."""
-    parts = [p.strip() for p in str(f.type).split("|")]
-    return parts[0].split("[")[0], "None" in parts
-
-
-def _convert(kind: str, value, allow_empty: bool):
-    """`value` as `kind`, converted only where nothing is lost (1e3 -> 1000, 2 -> 2.0); else None."""
-    if isinstance(value, bool):
-        return value if kind == "bool" else None
-    if kind == "int" and isinstance(value, float) and value.is_integer():
-        return int(value)  # YAML reads 1e3 as a float
-    if kind == "int":
-        return value if isinstance(value, int) else None
-    if kind == "float":
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-    if kind == "str":
-        return value if isinstance(value, str) and (value or allow_empty) else None
-    if kind == "list":
-        return list(value) if isinstance(value, list) and all(isinstance(x, str) and x for x in value) else None
-    return None
-
-
-def allowed(f: dataclasses.Field) -> str:
-    """What field `f` allows, in words: "an integer >= 1", "one of vector, linear", ..."""
-    kind, optional = _kind(f)
-    meta = f.metadata
-    if "choices" in meta:
-        text = "one of " + ", ".join(meta["choices"])
-    else:
-        text = "a string" if meta.get("allow_empty") else _KINDS[kind]
-        text += " and".join(f" {sign} {meta[key]}" for key, (_, sign) in _BOUNDS.items() if key in meta)
-    return text + (" or null" if optional else "")
-
-
-def check_setting(f: dataclasses.Field, value):
-    """`value` for field `f` (converted as `_convert` does), or SettingError naming the field, the
-    value and what the field allows."""
-    kind, optional = _kind(f)
-    if value is None and optional:
-        return None
-    converted = _convert(kind, value, f.metadata.get("allow_empty", False))
-    ok = converted is not None and all(test(converted, f.metadata[key]) for key, (test, _) in _BOUNDS.items()
-                                       if key in f.metadata)
-    if not ok or ("choices" in f.metadata and converted not in f.metadata["choices"]):
-        raise SettingError(f.name, f"got {value!r}, expected {allowed(f)}")
-    return converted
-
-
-class Checked:
-    """Base of the config dataclasses: every field is type- and range-checked when one is built."""
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, check_setting(f, getattr(self, f.name)))
-
-
 @dataclass
 class ModelConfig(Checked):
-    model: str | None = _f(None, "Hub id, local directory, or .gguf file of a causal LM "
+    model: str | None = setting(None, "Hub id, local directory, or .gguf file of a causal LM "
                                         "(`latro train` without one runs the built-in demonstration).")
-    tokenizer: str | None = _f(None, "Tokenizer to use, if not the model's own.")
-    dtype: str = _f("float32", "Compute dtype: float32, bfloat16 or float16 (the paper: bf16 on H100). Training "
+    tokenizer: str | None = setting(None, "Tokenizer to use, if not the model's own.")
+    dtype: str = setting("float32", "Compute dtype: float32, bfloat16 or float16 (the paper: bf16 on H100). Training "
                                "keeps float32 master weights and optimizer state and computes in this dtype "
                                "(mixed precision) unless --pure-dtype.",
                     choices=["float32", "bfloat16", "float16"])
-    trust_remote_code: bool = _f(False, "Run model code from the hub. Off unless you trust the repo.")
-    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
-    lora_r: int = _f(0, "LoRA rank; 0 trains all weights (the paper trains all weights).", min=0)
-    lora_alpha: int = _f(32, "LoRA alpha (scale alpha/r).", min=1)
-    lora_dropout: float = _f(0.0, "LoRA dropout.", min=0, lt=1)
-    lora_target_modules: str = _f("all-linear", "Comma-separated module names for LoRA, or all-linear.")
-    merge_lora: bool = _f(True, "Save the final model with the LoRA adapter merged (else the adapter alone).")
+    trust_remote_code: bool = setting(False, "Run model code from the hub. Off unless you trust the repo.")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in backward to save memory.")
+    lora_r: int = setting(0, "LoRA rank; 0 trains all weights (the paper trains all weights).", min=0)
+    lora_alpha: int = setting(32, "LoRA alpha (scale alpha/r).", min=1)
+    lora_dropout: float = setting(0.0, "LoRA dropout.", min=0, lt=1)
+    lora_target_modules: str = setting("all-linear", "Comma-separated module names for LoRA, or all-linear.")
+    merge_lora: bool = setting(True, "Save the final model with the LoRA adapter merged (else the adapter alone).")
 
 
 @dataclass
 class TaskConfig(Checked):
-    task: str = _f("gsm8k", "Task: gsm8k, arc_challenge, jsonl, or the synthetic arithmetic / "
-                               "arithmetic_easy.", choices=sorted(TASKS))
-    data_dir: str | None = _f(None, "Local directory with the task's original files (else the hub).")
-    train_file: str | None = _f(None, "jsonl task: training questions.")
-    validation_file: str | None = _f(None, "jsonl task: validation questions (checkpoint selection).")
-    test_file: str | None = _f(None, "jsonl task: test questions.")
-    chat_template: bool = _f(True, "Wrap prompts in the tokenizer's chat template when it has one.")
+    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, jsonl, or the synthetic arithmetic / "
+                               "arithmetic_easy.", choices=TASKS)
+    data_dir: str | None = setting(None, "Local directory with the task's original files (else the hub).")
+    train_file: str | None = setting(None, "jsonl task: training questions.")
+    validation_file: str | None = setting(None, "jsonl task: validation questions (checkpoint selection).")
+    test_file: str | None = setting(None, "jsonl task: test questions.")
+    chat_template: bool = setting(True, "Wrap prompts in the tokenizer's chat template when it has one.")
 
 
 @dataclass
-class CoVoConfig(Checked):
-    """Settings of the covo reward (Zhang et al., 2025, arXiv 2506.08745)."""
-
-    covo_aggregation: str = _f("vector", "How Con/Vol of a cluster's samples become its reward: vector "
-                                         "(the paper's preferred form) or linear.", choices=["vector", "linear"])
-    covo_binarize: bool = _f(False, "Reward 1 when the cluster reward is >= 0.5 (linear: >= 0.05), else 0, "
-                                    "as the public CoVo code does.")
-    covo_curiosity: float = _f(0.0, "Weight of CoVo's curiosity bonus (step perplexity minus "
-                                    "ln(KL(P||U)^(1/3)+1)); 0 = off, as in the public code's effect.", min=0)
-    covo_max_states: int = _f(15, "Most intermediate states per sample; longer rationales are merged into "
-                                  "this many chunks of lines (the paper: T = 15).", min=1)
-    covo_answer_prefix: str = _f("The answer is ", "Text after each state before a candidate answer. The paper "
-                                                   "uses 'The answer is: '; the default is the phrase latro's task "
-                                                   "prompts ask for, which a model scores in its own format (on the "
-                                                   "demo model the reward's AUROC for right answers: 0.79 vs 0.59).",
-                            allow_empty=True)
-    covo_batch_size: int = _f(64, "Sequences per no-grad teacher-forced pass of the CoVo distances.", min=1)
-
-
-@dataclass
-class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
-    output_dir: str = _f("runs/latro", "Run directory: config, metrics, evaluations, checkpoints, model.")
-    resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
-    seed: int = _f(0, "Seed for data order, sampling and initialisation.", min=0, max=SEED_MAX)
+class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
+    output_dir: str = setting("runs/latro", "Run directory: config, metrics, evaluations, checkpoints, model.")
+    resume: bool = setting(False, "Continue from the latest checkpoint in output_dir.")
+    seed: int = setting(0, "Seed for data order, sampling and initialisation.", min=0, max=SEED_MAX)
     # --- LaTRO objective (the paper, Prop. 2)
-    reward: str = _f("latro", "Reward, or weighted rewards as 'name:weight,...': latro = log p(gold answer | "
+    reward: str = setting("latro", "Reward, or weighted rewards as 'name:weight,...': latro = log p(gold answer | "
                               "question, rationale) (the paper); covo = consistency/volatility (arXiv 2506.08745); "
                               "majority = agrees with the group's majority answer (TTRL, arXiv 2504.16084); "
                               "self_certainty = mean KL(uniform || p) (Intuitor, arXiv 2505.19590); gold = correct "
                               "final answer (needs labels).")
-    estimator: str | None = _f(None, "Advantage estimator: rloo (leave-one-out, LaTRO), group_norm (GRPO), "
+    estimator: str | None = setting(None, "Advantage estimator: rloo (leave-one-out, LaTRO), group_norm (GRPO), "
                                      "batch_whiten (REINFORCE++, CoVo); default: the first reward's paper.",
-                               choices=["rloo", "group_norm", "batch_whiten"])
-    kl_in: str | None = _f(None, "Where beta x KL to the initial model goes: reward (subtracted from the sequence "
+                               choices=ESTIMATORS)
+    kl_in: str | None = setting(None, "Where beta x KL to the initial model goes: reward (subtracted from the sequence "
                                  "reward before the estimator: LaTRO Prop. 2, REINFORCE++/CoVo) or loss (per-token k3 "
                                  "estimate averaged over each sequence, added to the loss: GRPO, TTRL, Intuitor); "
                                  "default: loss with group_norm, whose normalisation would rescale a KL inside the "
                                  "reward to unit size whatever beta is, else reward.", choices=["reward", "loss"])
-    covo_filter: bool = _f(True, "With covo and batch_whiten: drop every group whose CoVo rewards are all 0 (one "
+    covo_filter: bool = setting(True, "With covo and batch_whiten: drop every group whose CoVo rewards are all 0 (one "
                                  "answer, no answers, or no cluster rewarded) before whitening, as CoVo's public "
                                  "launch script does (--enable_accuracy_filter: group mean < 0.001 on its 0/1 "
                                  "reward); whitening would give each of its samples a negative advantage. Dropped "
                                  "groups add nothing to the loss; counted as dropped_groups.")
-    majority_voters: int = _f(0, "majority: M >= K responses sampled per question to vote on the majority "
+    majority_voters: int = setting(0, "majority: M >= K responses sampled per question to vote on the majority "
                                  "answer, of which only the first K are trained on (TTRL votes over 64 and trains "
                                  "on a subset); 0 = the K trained ones.", min=0)
-    answer_tokens: int = _f(32, "After a rationale's stop pattern keep sampling up to this many tokens to read "
+    answer_tokens: int = setting(32, "After a rationale's stop pattern keep sampling up to this many tokens to read "
                                 "the model's own answer (own-answer rewards, and the per-step accuracy / AUROC "
                                 "monitoring); 0 = stop at the pattern (LaTRO's fastest path, latro reward only).", min=0)
-    num_samples: int = _f(16, "K rationales sampled per question (the paper: K=16).", min=1)
-    questions_per_step: int = _f(3, "Questions per optimizer step (the paper: 3 per device, 48 rollouts).", min=1)
-    temperature: float = _f(1.0, "Sampling temperature of rationales (the paper: 1).", gt=0)
-    max_rationale_tokens: int = _f(500, "L, rationale budget in tokens (the paper: 500; plateaus above).", min=1)
-    stop_patterns: list[str] = _f(
+    num_samples: int = setting(16, "K rationales sampled per question (the paper: K=16).", min=1)
+    questions_per_step: int = setting(3, "Questions per optimizer step (the paper: 3 per device, 48 rollouts).", min=1)
+    temperature: float = setting(1.0, "Sampling temperature of rationales (the paper: 1).", gt=0)
+    max_rationale_tokens: int = setting(500, "L, rationale budget in tokens (the paper: 500; plateaus above).", min=1)
+    stop_patterns: list[str] = setting(
         lambda: list(STOP_PATTERNS),
         "Text that ends a rationale, excluded from it (the paper); EOS and end-of-turn always stop.")
-    beta: float | None = _f(None, "KL weight to the frozen initial model; default per task as in the paper: "
+    beta: float | None = setting(None, "KL weight to the frozen initial model; default per task as in the paper: "
                                   "0.05 GSM8K, 0.25 ARC-Challenge (0.05 otherwise); 1e-4 with covo first "
                                   "(the CoVo paper).", min=0)
-    nonstop_gamma: float = _f(2.0, "A rationale with no stop within L gets gamma x batch mean reward (the paper: 2).",
+    nonstop_gamma: float = setting(2.0, "A rationale with no stop within L gets gamma x batch mean reward (the paper: 2).",
                            min=0)
-    answer_weight: float = _f(1.0, "Weight of the answer-likelihood term on own rationales (the paper: 1; "
+    answer_weight: float = setting(1.0, "Weight of the answer-likelihood term on own rationales (the paper: 1; "
                                    "the public code: 0).", min=0)
     # --- optimisation (the paper: AdamW, lr 5e-7, no warm-up, linear decay)
-    lr: float = _f(5e-7, "AdamW learning rate (the paper: 5e-7).", gt=0)
-    weight_decay: float = _f(0.0, "AdamW weight decay (not given by the paper).", min=0)
-    warmup_steps: int = _f(0, "Linear warm-up steps (the paper: none).", min=0)
-    lr_schedule: str = _f("linear", "linear decay to 0 (the paper) or constant.", choices=["linear", "constant"])
-    pure_dtype: bool = _f(False, "Train with the weights themselves in --dtype (half the memory of mixed "
+    lr: float = setting(5e-7, "AdamW learning rate (the paper: 5e-7).", gt=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay (not given by the paper).", min=0)
+    warmup_steps: int = setting(0, "Linear warm-up steps (the paper: none).", min=0)
+    lr_schedule: str = setting("linear", "linear decay to 0 (the paper) or constant.", choices=["linear", "constant"])
+    pure_dtype: bool = setting(False, "Train with the weights themselves in --dtype (half the memory of mixed "
                                  "precision, but an update smaller than half a unit in the last place is lost: at "
                                  "lr 5e-7 almost every bf16 weight stays unchanged; a warning says so).")
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm, 0 = off (not given by the paper).", min=0)
-    epochs: float = _f(1.0, "Passes over the training questions (the paper: up to 6 GSM8K, 12 ARC).", gt=0)
-    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = from epochs).", min=0)
-    train_limit: int = _f(0, "Use only the first N training questions (0 = all).", min=0)
-    score_chunk_size: int = _f(512, "Positions per output-head chunk in the scorer (memory vs speed).", min=1)
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm, 0 = off (not given by the paper).", min=0)
+    epochs: float = setting(1.0, "Passes over the training questions (the paper: up to 6 GSM8K, 12 ARC).", gt=0)
+    max_steps: int = setting(0, "Stop after this many optimizer steps (0 = from epochs).", min=0)
+    train_limit: int = setting(0, "Use only the first N training questions (0 = all).", min=0)
+    score_chunk_size: int = setting(512, "Positions per output-head chunk in the scorer (memory vs speed).", min=1)
     # --- evaluation during training (checkpoint selection on validation, never test)
-    eval_every: int = _f(50, "Evaluate greedy accuracy on validation every N steps (0 = only at the end).", min=0)
-    eval_limit: int = _f(200, "Validation questions per evaluation (0 = all).", min=0)
-    eval_on_start: bool = _f(False, "Also evaluate the initial model before step 1: a step-0 point in metrics and "
+    eval_every: int = setting(50, "Evaluate greedy accuracy on validation every N steps (0 = only at the end).", min=0)
+    eval_limit: int = setting(200, "Validation questions per evaluation (0 = all).", min=0)
+    eval_on_start: bool = setting(False, "Also evaluate the initial model before step 1: a step-0 point in metrics and "
                                     "plots, and the initial model can be the best checkpoint.")
-    eval_max_new_tokens: int = _f(512, "Generation budget for evaluation answers.", min=1)
-    eval_batch_size: int = _f(16, "Questions per generation batch in evaluation.", min=1)
-    save_every: int = _f(50, "Write a resumable checkpoint every N steps (and at the end).", min=1)
-    keep_checkpoints: int = _f(2, "Resumable checkpoints to keep (older ones are deleted).", min=1)
-    report_to: str = _f("none", "Trackers: none, tensorboard, wandb, trackio (comma-separated).")
+    eval_max_new_tokens: int = setting(512, "Generation budget for evaluation answers.", min=1)
+    eval_batch_size: int = setting(16, "Questions per generation batch in evaluation.", min=1)
+    save_every: int = setting(50, "Write a resumable checkpoint every N steps (and at the end).", min=1)
+    keep_checkpoints: int = setting(2, "Resumable checkpoints to keep (older ones are deleted).", min=1)
+    report_to: str = setting("none", "Trackers: none, tensorboard, wandb, trackio (comma-separated).")
 
     def __post_init__(self):
         super().__post_init__()
-        from latro.rewards import parse_rewards
-
         try:
             rewards = parse_rewards(self.reward)
         except ValueError as err:
@@ -231,15 +140,15 @@ class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
 
 @dataclass
 class EvalConfig(ModelConfig, TaskConfig):
-    split: str = _f("test", "Split to evaluate: train, validation or test.", choices=list(SPLITS))
-    limit: int = _f(0, "Evaluate only the first N questions (0 = all).", min=0)
-    samples: int = _f(8, "K samples per question at temperature 1 for maj@K and pass@K (0 = greedy only; "
+    split: str = setting("test", "Split to evaluate: train, validation or test.", choices=list(SPLITS))
+    limit: int = setting(0, "Evaluate only the first N questions (0 = all).", min=0)
+    samples: int = setting(8, "K samples per question at temperature 1 for maj@K and pass@K (0 = greedy only; "
                          "the paper: maj@8).", min=0)
-    sample_temperature: float = _f(1.0, "Temperature of the K samples (the paper: 1).", min=0)
-    max_new_tokens: int = _f(512, "Generation budget per answer.", min=1)
-    batch_size: int = _f(16, "Questions per generation batch.", min=1)
-    seed: int = _f(0, "Sampling seed.", min=0, max=SEED_MAX)
-    output: str | None = _f(None, "JSON file for the numbers and every generation (default: next to the model).")
+    sample_temperature: float = setting(1.0, "Temperature of the K samples (the paper: 1).", min=0)
+    max_new_tokens: int = setting(512, "Generation budget per answer.", min=1)
+    batch_size: int = setting(16, "Questions per generation batch.", min=1)
+    seed: int = setting(0, "Sampling seed.", min=0, max=SEED_MAX)
+    output: str | None = setting(None, "JSON file for the numbers and every generation (default: next to the model).")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
@@ -357,29 +266,29 @@ def check_resume(cfg, saved: str | Path, echo=print) -> None:
 
 
 @dataclass
-class DGDiffConfig(CoVoConfig, ModelConfig, TaskConfig):
+class DGDiffConfig(*option_classes(), ModelConfig, TaskConfig):
     """SELF-[IN]CORRECT (Jiang et al., 2024, arXiv 2404.04298): generation vs discrimination."""
 
-    split: str = _f("test", "Split to evaluate: train, validation or test.", choices=list(SPLITS))
-    limit: int = _f(0, "Evaluate only the first N questions (0 = all).", min=0)
-    candidates: int = _f(4, "n candidates sampled per question (the paper: 4).", min=2)
-    temperature: float = _f(0.7, "Sampling temperature of the candidates (the paper: 0.7).", gt=0)
-    max_new_tokens: int = _f(512, "Rationale budget of each candidate, in tokens.", min=1)
-    answer_tokens: int = _f(32, "Tokens allowed for the final answer after the rationale's stop pattern.", min=0)
-    stop_patterns: list[str] = _f(
+    split: str = setting("test", "Split to evaluate: train, validation or test.", choices=list(SPLITS))
+    limit: int = setting(0, "Evaluate only the first N questions (0 = all).", min=0)
+    candidates: int = setting(4, "n candidates sampled per question (the paper: 4).", min=2)
+    temperature: float = setting(0.7, "Sampling temperature of the candidates (the paper: 0.7).", gt=0)
+    max_new_tokens: int = setting(512, "Rationale budget of each candidate, in tokens.", min=1)
+    answer_tokens: int = setting(32, "Tokens allowed for the final answer after the rationale's stop pattern.", min=0)
+    stop_patterns: list[str] = setting(
         lambda: list(STOP_PATTERNS), "Text that ends a candidate's rationale (what latro and covo score), as in training.")
-    discriminators: str = _f("prompt,prompt_forced,latro,covo,self_certainty,majority,latro_gold",
+    discriminators: str = setting("prompt,prompt_forced,latro,covo,self_certainty,majority,latro_gold",
                              "Comma-separated: prompt (the paper's multiple-choice prompt, answered greedily by "
                              "the same model), prompt_forced (the same prompt, the reply forced to '### ' and "
                              "the likeliest index taken), latro (log p(own answer | rationale)), covo, self_certainty, "
                              "majority, latro_gold (log p(gold answer | rationale): uses the labels, a check of "
                              "the LaTRO training reward, not a deployable discriminator).")
-    judge_max_new_tokens: int = _f(512, "Generation budget of the prompt discriminator's reasoning and choice.",
+    judge_max_new_tokens: int = setting(512, "Generation budget of the prompt discriminator's reasoning and choice.",
                                    min=1)
-    batch_size: int = _f(16, "Questions per generation batch.", min=1)
-    seed: int = _f(0, "Seed of the candidates' sampling, of the random pick paired in McNemar's test and of "
+    batch_size: int = setting(16, "Questions per generation batch.", min=1)
+    seed: int = setting(0, "Seed of the candidates' sampling, of the random pick paired in McNemar's test and of "
                       "the bootstrap.", min=0, max=SEED_MAX)
-    output: str | None = _f(None, "JSON file with every candidate and choice (default: next to the model).")
+    output: str | None = setting(None, "JSON file with every candidate and choice (default: next to the model).")
 
     def __post_init__(self):
         super().__post_init__()

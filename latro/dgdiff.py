@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -35,11 +37,13 @@ from latro.prompts import (
     end_of_turn_id,
     stop_token_ids,
 )
-from latro.rewards import RewardInputs, get_reward
-from latro.rollout import sample
+from latro.registry import Registry
+from latro.rewards import RewardContext, get_reward
+from latro.rollout import Rollout, sample
 from latro.scorer import TokenScorer, branch_logprobs, make_batch, sequence_logprobs
+from latro.tasks import Example, Task
+from latro.trajectories import Trajectories
 
-DISCRIMINATORS = ("prompt", "prompt_forced", "latro", "covo", "self_certainty", "majority", "latro_gold")
 _CHOICE = re.compile(r"###\s*(\d+)")
 
 
@@ -127,6 +131,116 @@ def _pick(scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
+@dataclass
+class Candidates:
+    """What every discriminator sees: n sampled candidates per question, consecutive."""
+
+    model: Any
+    tokenizer: Any
+    task: Task
+    cfg: Any  # the DGDiffConfig
+    examples: list[Example]  # the questions
+    rollouts: list[Rollout]  # n per question
+    answers: list[str | None]  # each candidate's own parsed answer
+    scorer: TokenScorer
+    end_id: int  # closes a teacher-forced answer
+    stops: set[int]  # end tokens of generation
+    context: int  # the model's context length
+    judge_prompts: tuple[dict[int, list[int]], int] | None = None  # the prompt discriminators' prompts, once
+
+    @property
+    def n(self) -> int:
+        return self.cfg.candidates
+
+    @property
+    def per_candidate(self) -> list[Example]:
+        return [ex for ex in self.examples for _ in range(self.n)]
+
+
+@dataclass
+class Judgement:
+    choices: list[int | None]  # per question, the chosen candidate (None: no parseable choice)
+    scores: list[float] | None = None  # per candidate, when choosing the highest score
+    texts: list[str | None] | None = None  # per question, the judge's reply
+    prompt_too_long: float | None = None  # share of questions whose judge prompt did not fit
+
+
+Discriminator = Callable[[Candidates], Judgement]
+DISCRIMINATORS: Registry[Discriminator] = Registry("discriminator")
+
+
+def register_discriminator(name: str):
+    """Register `discriminator(candidates) -> Judgement` as `--discriminators name`."""
+    return DISCRIMINATORS.decorator(name)
+
+
+def by_score(scores: list[float], c: Candidates) -> Judgement:
+    """Each question's highest-scoring candidate (ties: the earlier)."""
+    n = c.n
+    return Judgement([_pick(scores[q * n : (q + 1) * n]) for q in range(len(c.examples))], scores=scores)
+
+
+@register_discriminator("prompt")
+def judge_prompt_greedy(c: Candidates) -> Judgement:
+    """The paper's: the same model answers the multiple-choice prompt greedily, "### k" parsed."""
+    prompts, too_long = _judge_prompts_of(c)
+    choices, texts = _judge(c.model, c.tokenizer, prompts, c.n, c.cfg, c.stops, c.context, len(c.examples))
+    return Judgement(choices, texts=texts, prompt_too_long=too_long / max(len(c.examples), 1))
+
+
+@register_discriminator("prompt_forced")
+def judge_prompt_forced(c: Candidates) -> Judgement:
+    prompts, too_long = _judge_prompts_of(c)
+    choices = _forced_choice(c.model, c.tokenizer, prompts, c.n, c.cfg, len(c.examples))
+    return Judgement(choices, prompt_too_long=too_long / max(len(c.examples), 1))
+
+
+@register_discriminator("latro")
+def own_answer_likelihood(c: Candidates) -> Judgement:
+    """log p(own answer | rationale): the LaTRO likelihood with the candidate's answer, no labels."""
+    own = [None if a is None else answer_ids(c.tokenizer, c.task, replace(ex, answer=a), r, c.end_id)
+           for a, ex, r in zip(c.answers, c.per_candidate, c.rollouts)]
+    return by_score(_answer_likelihoods(c.scorer, c.tokenizer, c.rollouts, own, c.cfg.batch_size), c)
+
+
+def _training_reward(name: str, c: Candidates) -> Judgement:
+    """A training reward itself, used as a score."""
+    reward = get_reward(name)
+    trajectories = Trajectories(rollouts=c.rollouts, sampled_ids=[r.rationale_ids for r in c.rollouts],
+                                forced_ids=[[] for _ in c.rollouts],
+                                stopped=torch.tensor([r.stopped for r in c.rollouts]), own_answers=c.answers)
+    context = RewardContext(task=c.task, examples=c.per_candidate, group_size=c.n, model=c.model,
+                            tokenizer=c.tokenizer, options=reward.options_from(c.cfg))
+    return by_score(reward.score(trajectories, context).tolist(), c)
+
+
+register_discriminator("covo")(lambda c: _training_reward("covo", c))
+
+
+@register_discriminator("self_certainty")
+def self_certainty(c: Candidates) -> Judgement:
+    scores = _score(c.scorer, c.tokenizer, c.rollouts, [r.completion_ids or [c.tokenizer.eos_token_id]
+                                                        for r in c.rollouts],
+                    [[] for _ in c.rollouts], c.cfg.batch_size, with_certainty=True)
+    return by_score(scores, c)
+
+
+register_discriminator("majority")(lambda c: _training_reward("majority", c))
+
+
+@register_discriminator("latro_gold")
+def gold_answer_likelihood(c: Candidates) -> Judgement:
+    """log p(gold answer | rationale): uses the labels, a check of the LaTRO training reward."""
+    gold = [answer_ids(c.tokenizer, c.task, ex, r, c.end_id) for ex, r in zip(c.per_candidate, c.rollouts)]
+    return by_score(_answer_likelihoods(c.scorer, c.tokenizer, c.rollouts, gold, c.cfg.batch_size), c)
+
+
+def _judge_prompts_of(c: Candidates) -> tuple[dict[int, list[int]], int]:
+    if c.judge_prompts is None:
+        c.judge_prompts = _judge_prompts(c.tokenizer, c.examples, c.rollouts, c.n, c.cfg, c.context)
+    return c.judge_prompts
+
+
 @torch.no_grad()
 def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     names = [d.strip() for d in cfg.discriminators.split(",") if d.strip()]  # checked by DGDiffConfig
@@ -154,41 +268,20 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     answers = [task.parse_answer(r.completion, ex) for r, ex in zip(rollouts, per_candidate)]
     correct = [task.is_correct(a, ex) for a, ex in zip(answers, per_candidate)]
 
-    scorer = TokenScorer(model)
-    scores: dict[str, list[float]] = {}
-    if "latro" in names:
-        own = [None if a is None else answer_ids(tokenizer, task, replace(ex, answer=a), r, end_id)
-               for a, ex, r in zip(answers, per_candidate, rollouts)]
-        scores["latro"] = _answer_likelihoods(scorer, tokenizer, rollouts, own, cfg.batch_size)
-    if "latro_gold" in names:
-        gold = [answer_ids(tokenizer, task, ex, r, end_id) for ex, r in zip(per_candidate, rollouts)]
-        scores["latro_gold"] = _answer_likelihoods(scorer, tokenizer, rollouts, gold, cfg.batch_size)
-    if "self_certainty" in names:
-        scores["self_certainty"] = _score(scorer, tokenizer, rollouts,
-                                          [r.completion_ids or [tokenizer.eos_token_id] for r in rollouts],
-                                          [[] for _ in rollouts], cfg.batch_size, with_certainty=True)
-    inputs = RewardInputs(task=task, rollouts=rollouts, examples=per_candidate, group_size=n, answers=answers,
-                          rationale_logp=torch.zeros(len(rollouts)), model=model, tokenizer=tokenizer, settings=cfg)
-    for name in ("covo", "majority"):  # the training rewards themselves, used as scores
-        if name in names:
-            scores[name] = get_reward(name).score(inputs).tolist()
-
-    choices: dict[str, list[int | None]] = {d: [_pick(s[q * n : (q + 1) * n]) for q in range(len(examples))]
-                                            for d, s in scores.items()}
-    judge_texts, too_long = [None] * len(examples), 0
-    if {"prompt", "prompt_forced"} & set(names):
-        prompts, too_long = _judge_prompts(tokenizer, examples, rollouts, n, cfg, context)
-    if "prompt" in names:
-        choices["prompt"], judge_texts = _judge(model, tokenizer, prompts, n, cfg, stops, context, len(examples))
-    if "prompt_forced" in names:
-        choices["prompt_forced"] = _forced_choice(model, tokenizer, prompts, n, cfg, len(examples))
+    candidates = Candidates(model=model, tokenizer=tokenizer, task=task, cfg=cfg, examples=examples,
+                            rollouts=rollouts, answers=answers, scorer=TokenScorer(model), end_id=end_id,
+                            stops=stops, context=context)
+    judgements = {d: DISCRIMINATORS[d](candidates) for d in names}
+    scores = {d: j.scores for d, j in judgements.items() if j.scores is not None}
+    choices = {d: j.choices for d, j in judgements.items()}
+    judge_texts = judgements["prompt"].texts if "prompt" in judgements else [None] * len(examples)
 
     rng = random.Random(cfg.seed)
     gen_pick = [rng.randrange(n) for _ in examples]  # paired with each discriminator in McNemar's test
-    results = {d: dg_statistics(correct, choices[d], gen_pick, n, cfg.seed) for d in names if d in choices}
-    for d in ("prompt", "prompt_forced"):
-        if d in results:
-            results[d]["prompt_too_long"] = too_long / max(len(examples), 1)
+    results = {d: dg_statistics(correct, choices[d], gen_pick, n, cfg.seed) for d in names}
+    for d, judgement in judgements.items():
+        if judgement.prompt_too_long is not None:
+            results[d]["prompt_too_long"] = judgement.prompt_too_long
 
     records = []
     for q, ex in enumerate(examples):

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from latro.registry import Registry
 
+Estimator = Callable[..., torch.Tensor]  # (rewards [B], group_size, ...) -> advantages [B]
+ESTIMATORS: Registry[Estimator] = Registry("estimator")
+
+
+def register_estimator(name: str):
+    """Register an advantage estimator under `name` (usable as --estimator name)."""
+    return ESTIMATORS.decorator(name)
+
+
+@register_estimator("rloo")
 def rloo(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Leave-one-out baseline (LaTRO, Prop. 2): A_k = r_k - mean_{j != k} r_j."""
     if group_size < 2:
@@ -14,6 +27,7 @@ def rloo(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return (groups - others).view(-1)
 
 
+@register_estimator("group_norm")
 def group_norm(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
     """GRPO (arXiv 2402.03300): (r - group mean) / (group std + eps). A group whose rewards are
     all equal has nothing to prefer: its advantages are exactly 0, not rounding noise over eps."""
@@ -24,6 +38,7 @@ def group_norm(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> tor
     return (centered / (std + eps)).masked_fill(unanimous, 0.0).view(-1)
 
 
+@register_estimator("batch_whiten")
 def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, gather=None,
                  keep: torch.Tensor | None = None) -> torch.Tensor:
     """REINFORCE++ (arXiv 2501.03262), as used by CoVo: whiten over the whole batch. With several
@@ -40,10 +55,5 @@ def batch_whiten(rewards: torch.Tensor, group_size: int, eps: float = 1e-4, gath
     return advantages if keep is None else advantages.masked_fill(~keep, 0.0)
 
 
-ESTIMATORS = {"rloo": rloo, "group_norm": group_norm, "batch_whiten": batch_whiten}
-
-
-def get_estimator(name: str):
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
+def get_estimator(name: str) -> Estimator:
     return ESTIMATORS[name]

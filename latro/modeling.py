@@ -79,7 +79,26 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def return_freed_memory_to_the_os() -> None:
+    """Serve large tensors from mmap so that freeing them lowers the resident size.
+
+    glibc raises its mmap threshold after each large free, after which big tensors come from the
+    heap and stay resident once freed; in a training step (sampling, scoring, backward allocate
+    and free hundreds of MB in turn) that costs gigabytes of peak memory on a CPU. Fixing the
+    threshold at 1 MiB measured 3.1 instead of 4.6 GiB peak at the benchmark shape.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def load_model(name: str, dtype: str = "float32", trust_remote_code: bool = False):
+    """A causal LM from a hub id, directory or .gguf file. Also tunes the process's allocator
+    (`return_freed_memory_to_the_os`), so that it applies from Python as from the command line."""
+    return_freed_memory_to_the_os()
     with _loading(name):
         model = AutoModelForCausalLM.from_pretrained(
             **_source(name), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)

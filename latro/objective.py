@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from latro.scorer import RATIONALE
+from latro.scorer import SAMPLED
 
 KL_PLACES = ("reward", "loss")
 
@@ -42,7 +42,7 @@ def k3_kl(token_logp: torch.Tensor, ref_token_logp: torch.Tensor, segments: torc
     row-major order. The gradient flows through `token_logp`. No sampled token: 0."""
     scored = segments[:, 1:]
     rows, cols = (scored != 0).nonzero(as_tuple=True)
-    sampled = (scored[rows, cols] == RATIONALE).to(token_logp.dtype)
+    sampled = (scored[rows, cols] == SAMPLED).to(token_logp.dtype)
     d = ref_token_logp.detach() - token_logp
     k3 = (torch.exp(d) - d - 1) * sampled
     totals = k3.new_zeros(segments.shape[0]).index_add(0, rows, k3)

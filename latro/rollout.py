@@ -18,11 +18,17 @@ and the per-step monitoring of any reward); the rationale is still cut at the pa
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import torch
 from transformers import StaticCache
+
+from latro.kv_cache import cache_keyword, left_pad, select_rows
 
 
 @dataclass
@@ -83,36 +89,11 @@ class StopMatcher:
         return 0, text[:pos], pattern
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-        mask[row, width - len(s) :] = 1
-    return ids, mask
-
-
 def _next_tokens(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def _select_rows(cache: StaticCache, rows: torch.Tensor) -> None:
-    """Keep (or repeat) the given batch rows of every layer's preallocated keys and values."""
-    for layer in cache.layers:
-        if getattr(layer, "is_initialized", False):
-            layer.keys = layer.keys.index_select(0, rows)
-            layer.values = layer.values.index_select(0, rows)
-            layer.batch_size = len(rows)
-
-
-def _cache_keyword(model) -> str:
-    # transformers 5.24 renamed `past_key_values` to `cache`; accept both generations.
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 @torch.inference_mode()
@@ -140,7 +121,7 @@ def sample(
     device = next(model.parameters()).device
     matcher = StopMatcher(tokenizer, stop_patterns, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, mask = _left_pad(prompts, pad_id)
+    ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     width = ids.shape[1]
@@ -148,10 +129,10 @@ def sample(
     horizon = max(budgets) + answer_tokens
     mask = torch.cat([mask, mask.new_ones((len(prompts), horizon))], dim=1)
     cache = StaticCache(config=model.config, max_cache_len=width + horizon)
-    cache_kw = {_cache_keyword(model): cache}
+    cache_kw = {cache_keyword(model): cache}
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
                 use_cache=True, logits_to_keep=1, **cache_kw)
-    _select_rows(cache, torch.arange(len(prompts), device=device).repeat_interleave(num_samples))
+    select_rows(cache, torch.arange(len(prompts), device=device).repeat_interleave(num_samples))
     logits = out.logits[:, -1].repeat_interleave(num_samples, 0)
     mask = mask.repeat_interleave(num_samples, 0)
     next_pos = positions[:, -1].repeat_interleave(num_samples, 0) + 1
@@ -179,7 +160,7 @@ def sample(
             break
         if len(keep) < len(active):
             keep_t = torch.tensor(keep, device=device)
-            _select_rows(cache, keep_t)
+            select_rows(cache, keep_t)
             active, tokens = active[keep_t], tokens[keep_t]
             mask, next_pos = mask[keep_t], next_pos[keep_t]
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
@@ -203,3 +184,33 @@ def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Roll
         stop=stop,
         num_sampled=len(tokens),
     )
+
+
+class RolloutEngine(Protocol):
+    """What a training step needs from a generator of rollouts; `Sampler` below is latro's own,
+    another engine (vLLM, a server) is one more class with this method."""
+
+    def generate(self, prompts: list[list[int]], *, num_samples: int, max_new_tokens: int | list[int],
+                 temperature: float, generator: torch.Generator | None = None,
+                 answer_tokens: int = 0) -> list[Rollout]:
+        """`num_samples` rollouts per prompt, prompt by prompt, each cut at its first stop."""
+        ...
+
+
+class Sampler:
+    """The RolloutEngine of `sample` above, on the current weights of the policy in training."""
+
+    def __init__(self, model: Callable[[], torch.nn.Module], tokenizer, *, stop_patterns: list[str],
+                 stop_token_ids: set[int], autocast: Callable[[], AbstractContextManager] | None = None):
+        self.model, self.tokenizer = model, tokenizer  # model: called each time, so it sees the live policy
+        self.stop_patterns, self.stop_token_ids = stop_patterns, stop_token_ids
+        self.autocast = autocast
+
+    def generate(self, prompts, *, num_samples, max_new_tokens, temperature, generator=None,
+                 answer_tokens=0) -> list[Rollout]:
+        # The forward of an accelerate-prepared model is autocast; this call is not, hence autocast here.
+        with self.autocast() if self.autocast else contextlib.nullcontext():
+            return sample(self.model(), self.tokenizer, prompts, num_samples=num_samples,
+                          max_new_tokens=max_new_tokens, temperature=temperature,
+                          stop_patterns=self.stop_patterns, stop_token_ids=self.stop_token_ids,
+                          generator=generator, answer_tokens=answer_tokens)

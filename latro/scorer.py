@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers import StaticCache
 
-# Segment codes of scored tokens: RATIONALE = tokens the policy sampled (the rationale; with an
-# own-answer reward, the whole response), ANSWER = the teacher-forced gold answer (LaTRO).
-RATIONALE, ANSWER = 1, 2
+from latro.kv_cache import cache_keyword, left_pad, select_rows
+from latro.trajectories import FORCED, SAMPLED
+
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Batch:
 
     input_ids: torch.Tensor  # [B, T]
     attention_mask: torch.Tensor  # [B, T]
-    segments: torch.Tensor  # [B, T]: RATIONALE / ANSWER for scored tokens, 0 otherwise
+    segments: torch.Tensor  # [B, T]: SAMPLED / FORCED for scored tokens, 0 otherwise
 
     def to(self, device) -> "Batch":
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.segments.to(device))
@@ -45,8 +46,8 @@ def make_batch(prompts: list[list[int]], rationales: list[list[int]], answers: l
         n = len(p) + len(z) + len(y)
         ids[i, :n] = torch.tensor(rows[i], dtype=torch.long)
         mask[i, :n] = 1
-        segments[i, len(p) : len(p) + len(z)] = RATIONALE
-        segments[i, len(p) + len(z) : n] = ANSWER
+        segments[i, len(p) : len(p) + len(z)] = SAMPLED
+        segments[i, len(p) + len(z) : n] = FORCED
     if (segments[:, 0] != 0).any():
         raise ValueError("every sequence needs at least one prompt token before the scored tokens")
     return Batch(ids, mask, segments)
@@ -115,8 +116,8 @@ class SequenceLogprobs:
     def sampled_token_logprobs(self, segments: torch.Tensor) -> list[torch.Tensor]:
         """Per sequence, the log-prob of each sampled (rationale) token, in order."""
         kind = segments[:, 1:][segments[:, 1:] != 0]
-        counts = (segments == RATIONALE).sum(1).tolist()
-        return list(self.token_logprobs[kind == RATIONALE].detach().split(counts))
+        counts = (segments == SAMPLED).sum(1).tolist()
+        return list(self.token_logprobs[kind == SAMPLED].detach().split(counts))
 
 
 def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprobs:
@@ -129,12 +130,12 @@ def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprob
     rows, cols = (scored != 0).nonzero(as_tuple=True)
     kind = scored[rows, cols]
     totals = []
-    for code in (RATIONALE, ANSWER):
+    for code in (SAMPLED, FORCED):
         weights = (kind == code).to(token_logprobs.dtype)
         sums = token_logprobs.new_zeros(segments.shape[0])
         totals.append(sums.index_add(0, rows, token_logprobs * weights))
     if certainty is not None:
-        sampled = (kind == RATIONALE).to(certainty.dtype)
+        sampled = (kind == SAMPLED).to(certainty.dtype)
         count = sampled.new_zeros(segments.shape[0]).index_add(0, rows, sampled)
         certainty = certainty.new_zeros(segments.shape[0]).index_add(0, rows, certainty * sampled) / count.clamp(min=1)
     return SequenceLogprobs(totals[0], totals[1], token_logprobs, certainty)
@@ -151,10 +152,6 @@ def branch_logprobs(model, sequences: list[list[int]], branches: list[tuple[int,
     few tokens at positions cut, cut + 1, ..., so the cost is one pass per sequence plus a few
     tokens per branch, not one full pass per branch. Equal to scoring each branch's text alone.
     """
-    from transformers import StaticCache
-
-    from latro.rollout import _cache_keyword, _left_pad, _select_rows
-
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()  # gradient checkpointing turns the KV cache off in train mode
@@ -162,18 +159,18 @@ def branch_logprobs(model, sequences: list[list[int]], branches: list[tuple[int,
     for start in range(0, len(branches), batch_size):
         chunk = branches[start : start + batch_size]
         rows = sorted({s for s, *_ in chunk})
-        ids, mask = _left_pad([sequences[s] for s in rows], pad_id)
+        ids, mask = left_pad([sequences[s] for s in rows], pad_id)
         width = ids.shape[1]
         # Re-feed each branch's last visible token so that its first stem token is predicted
         # from a new position; the hole then starts right after that token.
         tails = [[sequences[s][cut - 1]] + stem + answer for s, cut, stem, answer in chunk]
         extra = max(map(len, tails))
         cache = StaticCache(config=model.config, max_cache_len=width + extra)
-        kw = {_cache_keyword(model): cache}
+        kw = {cache_keyword(model): cache}
         model(input_ids=ids.to(device), attention_mask=mask.to(device),
               position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1, **kw)
         row_of = {s: i for i, s in enumerate(rows)}
-        _select_rows(cache, torch.tensor([row_of[s] for s, *_ in chunk], device=device))
+        select_rows(cache, torch.tensor([row_of[s] for s, *_ in chunk], device=device))
         full = torch.zeros((len(chunk), width + extra), dtype=torch.long)
         new_ids = torch.full((len(chunk), extra), pad_id, dtype=torch.long)
         positions = torch.zeros((len(chunk), extra), dtype=torch.long)

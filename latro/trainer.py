@@ -1,33 +1,19 @@
-"""Training loop: rollout -> score -> reward -> advantages -> one optimizer step.
+"""The training loop, apart from any algorithm: accelerate set-up, data order, validation,
+checkpoints, signals, logging and progress. Each step it calls `algorithm.step(batch) -> metrics`
+(latro/algorithms/); the algorithm updates the weights through `update`.
 
     latro train --model HuggingFaceTB/SmolLM2-135M-Instruct --task gsm8k --num-samples 4
-    latro train --reward covo          # or majority, self_certainty, gold, "covo,self_certainty:0.1"
     accelerate launch -m latro.cli train --config run.yaml      # DDP / DeepSpeed / FSDP
-
-One step, top to bottom (`Trainer.step`):
-  1. sample K rationales for each question of the batch, cut at the first stop pattern (and,
-     with `answer_tokens`, read the model's own answer that follows it);
-  2. one teacher-forced pass of the policy gives log pi(sampled tokens | x) with gradient and,
-     for LaTRO, log pi(y|x+z) of the gold answer after the rationale; one no-grad pass of pi_0
-     gives the reference log-probs. With latro the sampled tokens are the rationale z (the
-     paper); with own-answer rewards only, the whole response (as GRPO, TTRL, Intuitor, CoVo);
-  3. reward minus beta x KL (when the KL is in the reward), non-stop penalty on LaTRO's part,
-     advantages from the estimator (with CoVo, groups without any reward dropped first);
-  4. backward of the Prop. 2 surrogate (plus beta x the per-token KL when it is in the loss),
-     clip, AdamW step, linear decay.
-Deliberately not done: PPO-style ratio clipping and multiple updates per batch (the paper takes
-one on-policy step per batch of rollouts).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import random
 import shutil
 import signal
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,20 +23,21 @@ from tqdm.auto import tqdm
 
 from latro.config import TrainConfig, check_resume, save_yaml
 from latro.errors import UserError
-from latro.estimators import batch_whiten, get_estimator
 from latro.evaluate import evaluate
-from latro.modeling import (add_lora, context_length, frozen_copy, load_model, load_tokenizer, reference_of,
-                            save_model)
-from latro.monitor import reward_diagnostics
-from latro.objective import k3_kl, latro_objective
-from latro.prompts import answer_ids, encode_prompt, end_of_turn_id, stop_token_ids
-from latro.rewards import RewardInputs, combined, parse_rewards
-from latro.rewards.covo import groups_with_signal
-from latro.rollout import sample
-from latro.scorer import TokenScorer, make_batch, sequence_logprobs
-from latro.tasks import get_task
+from latro.modeling import add_lora, context_length, frozen_copy, load_model, load_tokenizer, save_model
+from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
+from latro.scorer import TokenScorer
+from latro.tasks import Example, task_from_config
 
-PAPER_BETA = {"gsm8k": 0.05, "arc_challenge": 0.25}
+
+@dataclass
+class QuestionBatch:
+    """This process's questions at one step."""
+
+    step: int  # 0-based optimizer step
+    indices: list[int]  # positions in the training set
+    examples: list[Example]
+    prompts: list[list[int]]  # their prompt ids
 
 
 def mixed_precision(cfg) -> str:
@@ -72,19 +59,9 @@ def warn_if_updates_round_away(params, lr: float, report) -> None:
                "float32 master weights in mixed precision")
 
 
-def build_task(cfg):
-    kwargs = {"data_dir": cfg.data_dir} if cfg.task in ("gsm8k", "arc_challenge") else {}
-    if cfg.task == "jsonl":
-        kwargs = {"train_file": cfg.train_file, "validation_file": cfg.validation_file,
-                  "test_file": cfg.test_file}
-    return get_task(cfg.task, **kwargs)
-
-
-class Trainer:
-    uses_reference = True  # a frozen pi_0 for the KL term (subclasses without one set False)
-    label = "latro"
-
-    def __init__(self, cfg: TrainConfig):
+class TrainingLoop:
+    def __init__(self, cfg: TrainConfig, algorithm):
+        """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task."""
         if not cfg.model:
             raise UserError("no model given: pass --model (hub id, directory or .gguf file)")
         self.cfg = cfg
@@ -95,32 +72,25 @@ class Trainer:
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.acc.print)
         set_seed(cfg.seed)
-        self.rewards = parse_rewards(cfg.reward)
-        first = self.rewards[0][0]
-        self.forces_gold = any(r.forces_gold for r, _ in self.rewards)
-        self.needs_certainty = any(r.certainty for r, _ in self.rewards)
-        self.beta = cfg.beta if cfg.beta is not None else first.beta if first.beta is not None \
-            else PAPER_BETA.get(cfg.task, 0.05)
-        self.task = build_task(cfg)
+        self.task = task_from_config(cfg)
+        self.algorithm = algorithm(cfg, self.task, self.acc)
+        self.label = self.algorithm.label
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
         model = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
         self._load_data(context_length(model))
         self._build_model(model)
-        estimator = cfg.estimator or first.estimator
-        self.estimator = get_estimator(estimator)
-        if self.estimator is batch_whiten and self.acc.num_processes > 1:
-            self.estimator = functools.partial(batch_whiten, gather=self.acc.gather)
-        self.kl_in = cfg.kl_in or ("loss" if estimator == "group_norm" else "reward")
-        names = {r.name for r, _ in self.rewards}
-        self.covo_filter = cfg.covo_filter and "covo" in names and estimator == "batch_whiten"
-        self.samples_drawn = self._samples_per_question(names)
+        self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
         self._stop_requested = False
+
+    @property
+    def accelerator(self) -> Accelerator:
+        return self.acc
 
     # ----------------------------------------------------------------- setup
     def _load_data(self, context: int):
         cfg = self.cfg
-        self.train_set = self.select_training(self.task.load("train"))
+        self.train_set = self.algorithm.select_training(self.task.load("train"))
         if cfg.train_limit:
             self.train_set = self.train_set[: cfg.train_limit]
         self.validation_set = self.task.load("validation")
@@ -142,20 +112,6 @@ class Trainer:
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
 
-    def _samples_per_question(self, reward_names: set[str]) -> int:
-        """K, or M > K with majority voters (only the first K of each question are trained on)."""
-        cfg = self.cfg
-        if cfg.majority_voters and cfg.majority_voters < cfg.num_samples:
-            raise ValueError(f"--majority-voters {cfg.majority_voters} is below --num-samples {cfg.num_samples}: "
-                             "the K trained responses always vote (0 = only them)")
-        if cfg.majority_voters > cfg.num_samples and "majority" not in reward_names:
-            raise ValueError(f"--majority-voters {cfg.majority_voters} only serves --reward majority")
-        return max(cfg.num_samples, cfg.majority_voters)
-
-    def select_training(self, examples):
-        """The training questions this trainer can use (all of them for LaTRO)."""
-        return examples
-
     def _build_model(self, model):
         cfg = self.cfg
         if cfg.gradient_checkpointing:
@@ -164,7 +120,7 @@ class Trainer:
         self.ref = None
         if cfg.lora_r > 0:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        elif self.beta > 0 and self.uses_reference:
+        elif self.algorithm.needs_reference:
             self.ref = frozen_copy(model).to(self.acc.device)
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.pure_dtype:
@@ -203,122 +159,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def step(self, step: int) -> dict:
-        cfg, tok = self.cfg, self.tokenizer
+        """One optimizer step of the algorithm on this step's questions; its metrics."""
         indices = self.batch_indices(step)
-        examples = [self.train_set[i] for i in indices for _ in range(cfg.num_samples)]
-        generator = torch.Generator(device=self.acc.device).manual_seed(
-            cfg.seed * 1_000_003 + step * 97 + self.acc.process_index)
-
-        t0 = time.perf_counter()
-        self.policy.eval()
-        with self.acc.autocast():  # the forward of a prepared model is autocast; this call is not
-            drawn = sample(self.policy, tok, [self.prompts[i] for i in indices], num_samples=self.samples_drawn,
-                           max_new_tokens=cfg.max_rationale_tokens, temperature=cfg.temperature,
-                           stop_patterns=cfg.stop_patterns, stop_token_ids=self.stop_ids, generator=generator,
-                           answer_tokens=cfg.answer_tokens)
-        rollouts, voting_only = self.split_voters(drawn)
-        t1 = time.perf_counter()
-
-        batch = self.trajectories(rollouts, examples)
-        self.policy.train()  # gradient checkpointing (if on) only acts in train mode
-        ref_logp = ref_scored = None
-        if self.beta > 0:
-            with torch.no_grad(), self.acc.autocast(), reference_of(self.policy, self.ref) as ref:
-                scorer = self.ref_scorer or TokenScorer(ref, cfg.score_chunk_size)
-                ref_scored = sequence_logprobs(scorer(batch.input_ids, batch.attention_mask,
-                                                      batch.segments), batch.segments)
-            ref_logp = ref_scored.rationale
-        policy = sequence_logprobs(self.scorer(batch.input_ids, batch.attention_mask, batch.segments,
-                                               with_certainty=self.needs_certainty), batch.segments)
-        answers, reward, parts = self.score_rewards(rollouts, examples, policy, batch, voting_only)
-        # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
-        # give an unfinished response no answer and so no credit.
-        stopped = torch.tensor([r.stopped for r in rollouts], device=self.acc.device)
-        penalised, extra = self.penalty_split(reward, parts)
-        keep = groups_with_signal(parts["covo"].to(self.acc.device), cfg.num_samples) if self.covo_filter else None
-        kl_loss = k3_kl(policy.token_logprobs, ref_scored.token_logprobs, batch.segments) \
-            if ref_scored is not None and self.kl_in == "loss" else None
-        objective = latro_objective(
-            rationale_logp=policy.rationale, answer_logp=policy.answer, ref_rationale_logp=ref_logp,
-            reward=penalised, stopped=stopped | (not self.forces_gold), group_size=cfg.num_samples, beta=self.beta,
-            gamma=cfg.nonstop_gamma, answer_weight=cfg.answer_weight, estimator=self.estimator,
-            extra_reward=extra, kl_in=self.kl_in, kl_loss=kl_loss, keep=keep)
-        t2 = time.perf_counter()
-        self.last_batch = (batch, rollouts)  # for inspection and the benchmark
-
-        if keep is not None and not self.acc.gather(keep.sum().reshape(1)).sum():
-            grad_norm, lr = self.skip_update()
-        else:
-            grad_norm, lr = self.update(objective.loss)
-        t3 = time.perf_counter()
-
-        num_sampled = sum(r.num_sampled for r in drawn)
-        lengths = torch.tensor([len(r.rationale_ids) for r in rollouts], dtype=torch.float)
-        diagnostics = reward_diagnostics(self.task, examples, reward.tolist(), answers, cfg.num_samples) \
-            if cfg.answer_tokens else {}
-        return {
-            "step": step + 1, "epoch": (step + 1) / self.steps_per_epoch,
-            "reward_mean": objective.rewards.mean().item(), "reward_std": objective.rewards.std().item(),
-            **({f"reward/{name}": v.mean().item() for name, v in parts.items()} if len(parts) > 1 else {}),
-            **diagnostics,
-            "kl": objective.kl.mean().item(), "answer_logp": policy.answer.detach().mean().item(),
-            **({"kl_k3": kl_loss.detach().mean().item()} if kl_loss is not None else {}),
-            **({"dropped_groups": int((~keep).sum()) // cfg.num_samples} if keep is not None else {}),
-            "rationale_tokens": lengths.mean().item(), "stopped_fraction": stopped.float().mean().item(),
-            "loss": objective.loss.item(), "grad_norm": float(grad_norm), "lr": lr,
-            "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
-            "rollout_tokens_per_s": num_sampled / max(t1 - t0, 1e-9), "sampled_tokens": num_sampled,
-        }
-
-    def split_voters(self, drawn):
-        """(the first K rollouts of each question, trained on; per question the others, drawn only
-        to vote on the majority answer)."""
-        k, m = self.cfg.num_samples, self.samples_drawn
-        trained = [r for j, r in enumerate(drawn) if j % m < k]
-        return trained, [drawn[start + k : start + m] for start in range(0, len(drawn), m)]
-
-    def penalty_split(self, reward, parts):
-        """(the reward the non-stop penalty applies to, the rest of a combined reward or None). The
-        paper defines the penalty on LaTRO's reward: gamma x a negative batch mean. Applied to a
-        sum with a positive reward it could turn into a bonus, so the other parts come after it."""
-        if not self.forces_gold or len(self.rewards) == 1:
-            return reward, None
-        part = lambda gold: sum(w * parts[r.name] for r, w in self.rewards if r.forces_gold == gold)
-        return part(True).to(reward.device), part(False).to(reward.device)
-
-    def trajectories(self, rollouts, examples):
-        """What is scored: with latro the rationale and then the gold answer teacher-forced (the
-        paper); with own-answer rewards only, the whole sampled response."""
-        tok = self.tokenizer
-        if self.forces_gold:
-            sampled = [r.rationale_ids for r in rollouts]
-            forced = [answer_ids(tok, self.task, ex, r, self.end_id) for ex, r in zip(examples, rollouts)]
-        else:
-            sampled, forced = [r.completion_ids for r in rollouts], [[] for _ in rollouts]
-        return make_batch([r.prompt_ids for r in rollouts], sampled, forced, tok.pad_token_id).to(self.acc.device)
-
-    def score_rewards(self, rollouts, examples, policy, batch, voting_only=None):
-        """(each rollout's own answer, the combined reward, each reward's part). `voting_only`: per
-        question, rollouts drawn only to vote on the majority answer."""
-        cfg, k = self.cfg, self.cfg.num_samples
-        answers = [self.own_answer(r, ex) for r, ex in zip(rollouts, examples)]
-        voters = None
-        if voting_only and any(voting_only):
-            voters = [answers[q * k : (q + 1) * k] + [self.own_answer(r, examples[q * k]) for r in extra]
-                      for q, extra in enumerate(voting_only)]
-        with torch.no_grad():
-            reward, parts = combined(self.rewards, RewardInputs(
-                task=self.task, rollouts=rollouts, examples=examples, group_size=k,
-                answers=answers, rationale_logp=policy.rationale.detach(), answer_logp=policy.answer.detach(),
-                certainty=policy.certainty, sampled_token_logp=policy.sampled_token_logprobs(batch.segments),
-                model=self.policy, tokenizer=self.tokenizer, settings=cfg, voters=voters))
-        return answers, reward.to(self.acc.device), parts
-
-    def own_answer(self, rollout, example):
-        # Read only after a stop pattern: without one, the parser's last-number fallback would
-        # take a number from the middle of an unfinished rationale as the answer.
-        return self.task.parse_answer(rollout.completion, example) if self.cfg.answer_tokens and rollout.stopped \
-            else None
+        batch = QuestionBatch(step, indices, [self.train_set[i] for i in indices], [self.prompts[i] for i in indices])
+        return {"step": step + 1, "epoch": (step + 1) / self.steps_per_epoch, **self.algorithm.step(batch)}
 
     def skip_update(self) -> tuple[float, float]:
         """No group left to learn from on any process (CoVo's filter dropped them all): no update,

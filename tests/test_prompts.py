@@ -12,10 +12,10 @@ from latro.prompts import (
     stop_token_ids,
 )
 from latro.rollout import Rollout
-from latro.scorer import ANSWER
+from latro.scorer import FORCED
 from latro.tasks.base import Example
 from latro.tasks.gsm8k import NumericTask
-from latro.trainer import Trainer
+from latro.algorithms import build_trainer
 
 # Phi-3.5-mini-instruct's template: a turn closes with <|end|>, EOS is <|endoftext|>.
 PHI_TEMPLATE = (
@@ -81,12 +81,12 @@ def test_training_scores_the_end_of_turn_token(tmp_path, arith_files):
     cfg = TrainConfig(model=str(model_dir), task="jsonl", train_file=str(arith_files / "train.jsonl"),
                       validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "run"),
                       num_samples=2, questions_per_step=2, max_rationale_tokens=6, answer_tokens=0)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     trainer.step(0)
-    batch, _ = trainer.last_batch
+    batch = trainer.algorithm.last_trajectories
     end = tok.convert_tokens_to_ids("<|end|>")
     for row, segments in zip(batch.input_ids, batch.segments):
-        last_answer = (segments == ANSWER).nonzero().max()
+        last_answer = (segments == FORCED).nonzero().max()
         assert row[last_answer] == end
     assert end in trainer.stop_ids
 

@@ -9,14 +9,15 @@ import torch
 
 from latro.config import TrainConfig
 from latro.monitor import auroc, grouped_auroc, reward_diagnostics
-from latro.rewards import RewardInputs, combined, get_reward, parse_rewards
-from latro.rewards.covo import (aggregate, consistency_volatility, covo, curiosity, distance_matrices, group_rewards,
+from latro.rewards import RewardContext, combined, get_reward, parse_rewards
+from latro.rewards.covo import (CoVoOptions, aggregate, consistency_volatility, covo, curiosity, distance_matrices, group_rewards,
                                state_ends)
 from latro.rewards.majority import majority_answers
 from latro.rollout import Rollout
 from latro.scorer import TokenScorer, make_batch, sequence_logprobs
 from latro.tasks.gsm8k import NumericTask as ArithmeticTask
 from latro.tasks.base import Example
+from latro.trajectories import Trajectories
 
 
 def test_con_vol_by_hand():
@@ -94,12 +95,14 @@ def test_covo_through_a_model(tokenizer, tiny_model):
              ("I guess\n", " no idea"), ("3 + 4 = 7\n", " The answer is 7.")]
     rollouts = [rollout(tokenizer, prompt, z, y) for z, y in texts] * 2
     answers = ["7", "9", None, "7", "5", "5", "5", None]  # second group: one cluster
-    cfg = TrainConfig()
-    batch = RewardInputs(task=task, rollouts=rollouts, examples=[ex] * 8, group_size=4, answers=answers,
-                         rationale_logp=torch.zeros(8), model=tiny_model, tokenizer=tokenizer,
-                         settings=cfg)
+    cfg = CoVoOptions()
+    batch = Trajectories(rollouts=rollouts, sampled_ids=[r.rationale_ids for r in rollouts],
+                         forced_ids=[[] for _ in rollouts], stopped=torch.ones(8, dtype=torch.bool),
+                         own_answers=answers)
+    context = RewardContext(task=task, examples=[ex] * 8, group_size=4, model=tiny_model, tokenizer=tokenizer,
+                            options=cfg)
     states = {j: state_ends(tokenizer, rollouts[j].rationale_ids, 15) for j in (0, 1, 3)}
-    matrices = distance_matrices(batch, range(4), states, ["7", "9"], ex)
+    matrices = distance_matrices(batch, context, range(4), states, ["7", "9"], ex)
     assert set(matrices) == {0, 1, 3} and matrices[0].shape == (1, 2)
     for k, cand in enumerate(["7", "9"]):
         head = prompt + rollouts[1].rationale_ids + tokenizer("The answer is", add_special_tokens=False).input_ids
@@ -109,24 +112,25 @@ def test_covo_through_a_model(tokenizer, tiny_model):
         nll = -sum(logp[len(head) + i - 1, t] for i, t in enumerate(tail)) / len(tail)
         assert matrices[1][0, k].item() == pytest.approx(nll.item(), rel=1e-5)
 
-    rewards = covo(batch)
+    rewards = covo(batch, context)
     assert rewards.shape == (8,)
     assert rewards[2] == 0 and rewards[0] == rewards[3] and (rewards[4:] == 0).all()
     assert ((rewards >= 0) & (rewards <= 1)).all()
     # One state per sample, two candidates: a sample's Con is 1 exactly when the model finds its
     # own answer likelier after its rationale than the other one.
     cfg.covo_binarize = True
-    assert set(covo(batch).tolist()) <= {0.0, 1.0}
+    assert set(covo(batch, context).tolist()) <= {0.0, 1.0}
 
     # The curiosity bonus, when switched on, is added with its weight to every answered sample
     # of a group with two or more candidates.
     cfg.covo_binarize = False
     g = torch.Generator().manual_seed(0)
-    batch.sampled_token_logp = [-torch.rand(len(r.completion_ids), generator=g) for r in rollouts]
+    token_logp = [-torch.rand(len(r.completion_ids), generator=g) for r in rollouts]
+    batch.sampled_token_logprobs = lambda: token_logp
     cfg.covo_curiosity = 0.5
-    with_bonus = covo(batch)
+    with_bonus = covo(batch, context)
     for j in (0, 1, 3):
-        bonus = curiosity(batch.sampled_token_logp[j], states[j], matrices[j])
+        bonus = curiosity(token_logp[j], states[j], matrices[j])
         assert with_bonus[j].item() == pytest.approx(rewards[j].item() + 0.5 * bonus, rel=1e-5)
     assert with_bonus[2] == 0 and (with_bonus[4:] == 0).all()
 
@@ -152,9 +156,10 @@ def test_majority_ties_and_missing_answers():
     assert majority_answers(["3", "4", "3", "4", None]) == {"3", "4"}
     assert majority_answers([None, None]) == set()
     reward = get_reward("majority").score
-    batch = SimpleNamespace(answers=["3", "4", "3", "4", None, "5", "5", "6"], group_size=4)
-    assert reward(batch).tolist() == [1, 1, 1, 1, 0, 1, 1, 0]
-    assert reward(SimpleNamespace(answers=[None] * 4, group_size=4)).tolist() == [0, 0, 0, 0]
+    context = SimpleNamespace(group_size=4)
+    batch = SimpleNamespace(own_answers=["3", "4", "3", "4", None, "5", "5", "6"], voter_answers=None)
+    assert reward(batch, context).tolist() == [1, 1, 1, 1, 0, 1, 1, 0]
+    assert reward(SimpleNamespace(own_answers=[None] * 4, voter_answers=None), context).tolist() == [0, 0, 0, 0]
 
 
 def test_majority_votes_over_extra_samples_when_given():
@@ -163,19 +168,20 @@ def test_majority_votes_over_extra_samples_when_given():
     # two extra voters say "4", so "4" is the majority. Question 2: "5" wins 3 votes to 2.
     answers = ["3", "4", "5", "6"]
     voters = [["3", "4", "4", "4"], ["5", "6", "6", "5", "5"]]
-    assert reward(SimpleNamespace(answers=answers, group_size=2, voters=None)).tolist() == [1, 1, 1, 1]
-    assert reward(SimpleNamespace(answers=answers, group_size=2, voters=voters)).tolist() == [0, 1, 1, 0]
+    context = SimpleNamespace(group_size=2)
+    assert reward(SimpleNamespace(own_answers=answers, voter_answers=None), context).tolist() == [1, 1, 1, 1]
+    assert reward(SimpleNamespace(own_answers=answers, voter_answers=voters), context).tolist() == [0, 1, 1, 0]
 
 
 def test_gold_and_weighted_combination():
     task = ArithmeticTask()
     ex = Example(id="q", question="?", answer="12")
-    batch = SimpleNamespace(task=task, examples=[ex] * 4, answers=["12", "12.0", "13", None], group_size=4,
-                            answer_logp=torch.tensor([-1.0, -2.0, -3.0, -4.0]))
-    assert get_reward("gold").score(batch).tolist() == [1, 1, 0, 0]
+    batch = SimpleNamespace(own_answers=["12", "12.0", "13", None], forced_logprob=torch.tensor([-1.0, -2.0, -3.0, -4.0]))
+    context = RewardContext(task=task, examples=[ex] * 4, group_size=4)
+    assert get_reward("gold").score(batch, context).tolist() == [1, 1, 0, 0]
     parts = parse_rewards("gold, latro:0.5")
     assert [(r.name, w) for r, w in parts] == [("gold", 1.0), ("latro", 0.5)]
-    total, scores = combined(parts, batch)
+    total, scores = combined(parts, batch, {"gold": context, "latro": context})
     assert total.tolist() == [0.5, 0.0, -1.5, -2.0] and set(scores) == {"gold", "latro"}
     for bad in ["nope", "gold,gold", "", "gold:x"]:
         with pytest.raises(ValueError):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from latro.scorer import ANSWER, RATIONALE, TokenScorer, make_batch, sequence_logprobs
+from latro.scorer import FORCED, SAMPLED, TokenScorer, make_batch, sequence_logprobs
 
 
 def naive_logprobs(model, prompt, rationale, answer):
@@ -47,10 +47,10 @@ def test_one_pass_matches_naive_values_and_gradients(tiny_model, tokenizer, chun
 
 def test_segments_mark_rationale_then_answer(tokenizer):
     batch = make_batch([[5, 6]], [[7, 8, 9]], [[10]], pad_id=0)
-    assert batch.segments.tolist() == [[0, 0, RATIONALE, RATIONALE, RATIONALE, ANSWER]]
+    assert batch.segments.tolist() == [[0, 0, SAMPLED, SAMPLED, SAMPLED, FORCED]]
     padded = make_batch([[5], [5, 6, 7]], [[8], []], [[9], [9, 9]], pad_id=0)
     assert padded.attention_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    assert padded.segments.tolist() == [[0, RATIONALE, ANSWER, 0, 0], [0, 0, 0, ANSWER, ANSWER]]
+    assert padded.segments.tolist() == [[0, SAMPLED, FORCED, 0, 0], [0, 0, 0, FORCED, FORCED]]
 
 
 def test_padding_token_equal_to_end_token_is_still_scored(tokenizer, tiny_model):

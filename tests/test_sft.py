@@ -9,7 +9,7 @@ import torch
 from latro.cli import main
 from latro.config import TrainConfig
 from latro.prompts import sft_target_ids
-from latro.sft import SFTTrainer
+from latro.algorithms import build_trainer
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def config(model_dir, data, out, **kw):
 
 
 def test_sft_loss_is_the_next_token_loss_of_the_gold_solution(tiny_model_dir, rationale_files, tmp_path):
-    trainer = SFTTrainer(config(tiny_model_dir, rationale_files, tmp_path / "run", max_steps=1))
-    assert trainer.skipped_no_rationale == 1 and len(trainer.train_set) == 11
+    trainer = build_trainer(config(tiny_model_dir, rationale_files, tmp_path / "run", max_steps=1), "sft")
+    assert trainer.algorithm.skipped_no_rationale == 1 and len(trainer.train_set) == 11
     indices = trainer.batch_indices(0)
     # Reference: transformers' own loss with the prompt masked, computed before the update.
     expected = []

@@ -111,7 +111,7 @@ GSM_CASES = [
     ("I am not sure how to solve this.", None),
     ("The answer is 0.5 hours", "0.5"),
     ("The answer is .75", "0.75"),
-    ("THE ANSWER IS 100%.", "100"),
+    ("THE FORCED IS 100%.", "100"),
     ("The answer is 5 + 3 = 8", "5"),
     ("The answer is unknown, but 12 * 3 = 36", "12"),
     ("So 6 * 3 = 18. The answer is 18. I hope the answer is right.", "18"),

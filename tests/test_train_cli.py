@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from latro.cli import main
 from latro.config import TrainConfig
-from latro.trainer import Trainer
+from latro.algorithms import build_trainer
 
 
 def train_args(model_dir, data, out, *extra):
@@ -65,9 +65,9 @@ def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp
                            eval_every=0, eval_limit=2, eval_max_new_tokens=4, save_every=100,
                            max_steps=4, resume=resume)
 
-    Trainer(config(tmp_path / "straight")).train()
+    build_trainer(config(tmp_path / "straight")).train()
 
-    interrupted = Trainer(config(tmp_path / "stopped"))
+    interrupted = build_trainer(config(tmp_path / "stopped"))
     step = interrupted.step
 
     def step_then_stop(i):
@@ -80,7 +80,7 @@ def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp
     interrupted.train()
     assert not (tmp_path / "stopped" / "model").exists()
     assert (tmp_path / "stopped" / "checkpoints" / "step-000002" / "trainer_state.json").exists()
-    Trainer(config(tmp_path / "stopped", resume=True)).train()
+    build_trainer(config(tmp_path / "stopped", resume=True)).train()
 
     losses = lambda run: [json.loads(l)["loss"] for l in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
     assert losses("stopped") == pytest.approx(losses("straight"), rel=1e-6)
@@ -124,7 +124,7 @@ def test_lora_uses_the_adapter_free_model_as_reference_and_saves_merged_or_adapt
                       validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "adapter"),
                       num_samples=2, questions_per_step=2, max_rationale_tokens=8, lr=1e-3, lora_r=4,
                       merge_lora=False, eval_every=0, eval_limit=2, eval_max_new_tokens=4, max_steps=1)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     assert trainer.ref is None  # pi_0 is the policy with its adapter disabled: no second copy
     trainer.train()
     assert (tmp_path / "adapter" / "model" / "adapter_model.safetensors").exists()
@@ -138,7 +138,7 @@ def test_prompts_longer_than_the_context_are_skipped_and_counted(tiny_model_dir,
     cfg = TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(long_file),
                       validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "run"),
                       num_samples=2, questions_per_step=2, max_rationale_tokens=8)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     assert trainer.skipped_long == 1 and len(trainer.train_set) == len(lines) - 1
 
 
@@ -166,19 +166,20 @@ def test_own_answer_reward_needs_answer_tokens(tiny_model_dir, arith_files, tmp_
 @pytest.mark.parametrize("reward,whole_response", [("latro", False), ("gold", True)])
 def test_trajectory_is_the_rationale_for_latro_and_the_whole_response_otherwise(
         tiny_model_dir, arith_files, tmp_path, reward, whole_response):
-    from latro.scorer import ANSWER, RATIONALE
+    from latro.scorer import FORCED, SAMPLED
 
     cfg = TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(arith_files / "train.jsonl"),
                       validation_file=str(arith_files / "validation.jsonl"), output_dir=str(tmp_path / "run"),
                       num_samples=2, questions_per_step=2, max_rationale_tokens=8, answer_tokens=4, reward=reward)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     metrics = trainer.step(0)
-    batch, rollouts = trainer.last_batch
+    batch = trainer.algorithm.last_trajectories
+    rollouts = batch.rollouts
     assert metrics["stopped_fraction"] == pytest.approx(sum(r.stopped for r in rollouts) / len(rollouts))
-    sampled = (batch.segments == RATIONALE).sum(1).tolist()
+    sampled = (batch.segments == SAMPLED).sum(1).tolist()
     expected = [r.completion_ids if whole_response else r.rationale_ids for r in rollouts]
     assert sampled == [len(e) for e in expected]
-    assert ((batch.segments == ANSWER).sum() == 0) == whole_response  # gold answer forced only by latro
+    assert ((batch.segments == FORCED).sum() == 0) == whole_response  # gold answer forced only by latro
 
 
 def test_eval_on_start_logs_step_zero_and_a_restart_logs_each_step_once(tiny_model_dir, arith_files, tmp_path):

@@ -4,11 +4,12 @@ majority voters beyond the trained samples, and the non-stop penalty on LaTRO's 
 import pytest
 import torch
 
-import latro.trainer
+import latro.rollout
 from latro.config import TrainConfig
 from latro.rewards import parse_rewards
 from latro.rollout import Rollout
-from latro.trainer import Trainer
+from latro.algorithms import build_trainer
+from latro.algorithms.latro import LaTRO
 
 
 def config(model_dir, data, out, **kw):
@@ -34,18 +35,18 @@ def weights(trainer):
     ("latro", {}, "reward"), ("covo", {}, "reward"), ("majority", {}, "loss"), ("gold", {}, "loss"),
     ("latro", {"estimator": "group_norm"}, "loss"), ("majority", {"kl_in": "reward"}, "reward")])
 def test_kl_place_default_follows_the_estimator(tiny_model_dir, arith_files, tmp_path, reward, flags, place):
-    assert Trainer(config(tiny_model_dir, arith_files, tmp_path, reward=reward, **flags)).kl_in == place
+    assert build_trainer(config(tiny_model_dir, arith_files, tmp_path, reward=reward, **flags)).algorithm.kl_in == place
 
 
 def test_kl_in_the_loss_is_all_a_unanimous_batch_learns(tiny_model_dir, arith_files, tmp_path):
     # The tiny random model never writes an answer: every majority reward is 0, every group unanimous.
-    trainer = Trainer(config(tiny_model_dir, arith_files, tmp_path / "loss", reward="majority", beta=0.05))
+    trainer = build_trainer(config(tiny_model_dir, arith_files, tmp_path / "loss", reward="majority", beta=0.05))
     move_reference(trainer)
     metrics = trainer.step(0)
     assert metrics["answer_parsed"] == 0 and metrics["reward_mean"] == 0.0  # no KL in the reward
     assert metrics["kl_k3"] > 0 and metrics["loss"] == pytest.approx(0.05 * metrics["kl_k3"], rel=1e-5)
 
-    inside = Trainer(config(tiny_model_dir, arith_files, tmp_path / "reward", reward="majority", beta=0.05,
+    inside = build_trainer(config(tiny_model_dir, arith_files, tmp_path / "reward", reward="majority", beta=0.05,
                             kl_in="reward"))
     move_reference(inside)
     metrics = inside.step(0)
@@ -55,7 +56,7 @@ def test_kl_in_the_loss_is_all_a_unanimous_batch_learns(tiny_model_dir, arith_fi
 @pytest.mark.parametrize("covo_filter", [True, False])
 def test_covo_filter_drops_groups_without_reward_and_skips_an_empty_step(
         tiny_model_dir, arith_files, tmp_path, covo_filter):
-    trainer = Trainer(config(tiny_model_dir, arith_files, tmp_path, reward="covo", beta=0.05, covo_filter=covo_filter))
+    trainer = build_trainer(config(tiny_model_dir, arith_files, tmp_path, reward="covo", beta=0.05, covo_filter=covo_filter))
     move_reference(trainer)
     before, lr = weights(trainer), trainer.scheduler.get_last_lr()[0]
     metrics = trainer.step(0)
@@ -92,10 +93,11 @@ def test_majority_voters_are_sampled_and_vote_but_are_not_trained_on(
     # Samples answer 3, 4, 4, 4. The K = 2 trained ones tie (both rewarded); with the two extra
     # voters 4 is the majority, so only the second trained sample is rewarded.
     sample, calls = fake_sampler(tokenizer, ["3", "4", "4", "4"])
-    monkeypatch.setattr(latro.trainer, "sample", sample)
-    trainer = Trainer(config(tiny_model_dir, arith_files, tmp_path, reward="majority", majority_voters=voters))
+    monkeypatch.setattr(latro.rollout, "sample", sample)
+    trainer = build_trainer(config(tiny_model_dir, arith_files, tmp_path, reward="majority", majority_voters=voters))
     metrics = trainer.step(0)
-    batch, rollouts = trainer.last_batch
+    batch = trainer.algorithm.last_trajectories
+    rollouts = batch.rollouts
     assert calls == [max(2, voters)] and len(rollouts) == batch.input_ids.shape[0] == 4  # 2 questions x K
     assert metrics["reward_mean"] == reward_mean
     assert metrics["sampled_tokens"] == sum(r.num_sampled for r in rollouts) * max(2, voters) // 2
@@ -105,11 +107,11 @@ def test_majority_voters_are_sampled_and_vote_but_are_not_trained_on(
                                                    (4, "gold", "only serves --reward majority")])
 def test_majority_voters_are_checked(tiny_model_dir, arith_files, tmp_path, voters, reward, message):
     with pytest.raises(ValueError, match=message):
-        Trainer(config(tiny_model_dir, arith_files, tmp_path, reward=reward, majority_voters=voters))
+        build_trainer(config(tiny_model_dir, arith_files, tmp_path, reward=reward, majority_voters=voters))
 
 
 def test_penalty_split_separates_latro_from_the_rest():
-    trainer = Trainer.__new__(Trainer)  # only the reward list matters here
+    trainer = LaTRO.__new__(LaTRO)  # only the reward list matters here
     trainer.rewards, trainer.forces_gold = parse_rewards("latro:2,gold:3"), True
     parts = {"latro": torch.tensor([-1.0, -2.0]), "gold": torch.tensor([1.0, 0.0])}
     total = torch.tensor([1.0, -4.0])

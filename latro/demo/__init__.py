@@ -74,7 +74,7 @@ def _evaluate_test(trainer, name: str, limit: int | None) -> dict:
 
 def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
     from latro.plots import plot_run
-    from latro.trainer import Trainer
+    from latro.algorithms import build_trainer
 
     method = "LaTRO" if cfg.reward == "latro" else f"Reward {cfg.reward!r}"
     from latro.rewards import parse_rewards
@@ -84,7 +84,7 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
     print(f"No --model given: running the built-in demonstration. {method} trains the shipped {MODEL_DIR.name} "
           f"model ({MODEL_DIR}) on the synthetic '{cfg.task}' task, from {labels} (no gold steps).\n"
           f"Run directory: {cfg.output_dir}", flush=True)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
     if trainer.step_index == 0 and not cfg.resume:
         print("Evaluating the base model on the held-out test questions...", flush=True)

@@ -3,11 +3,11 @@ final answer is correct, else 0. Needs gold labels; here to compare self-rewards
 
 import torch
 
-from latro.rewards import Reward, RewardInputs
+from latro.rewards import RewardContext, register_reward
+from latro.trajectories import Trajectories
 
 
-def correctness(batch: RewardInputs) -> torch.Tensor:
-    return torch.tensor([float(batch.task.is_correct(a, ex)) for a, ex in zip(batch.answers, batch.examples)])
-
-
-REWARD = Reward("gold", correctness, estimator="group_norm", own_answer=True)
+@register_reward("gold", estimator="group_norm", own_answer=True)
+def correctness(trajectories: Trajectories, context: RewardContext) -> torch.Tensor:
+    return torch.tensor([float(context.task.is_correct(a, ex))
+                         for a, ex in zip(trajectories.own_answers, context.examples)])

@@ -1,11 +1,12 @@
 """LaTRO (arXiv 2411.04282, Eq. 3): the policy's own log-likelihood of the gold answer after the
 sampled rationale, summed over the answer tokens."""
 
-from latro.rewards import Reward, RewardInputs
+import torch
+
+from latro.rewards import RewardContext, register_reward
+from latro.trajectories import Trajectories
 
 
-def answer_likelihood(batch: RewardInputs):
-    return batch.answer_logp
-
-
-REWARD = Reward("latro", answer_likelihood, estimator="rloo", forces_gold=True)
+@register_reward("latro", estimator="rloo", forces_gold=True)
+def answer_likelihood(trajectories: Trajectories, context: RewardContext) -> torch.Tensor:
+    return trajectories.forced_logprob.detach()

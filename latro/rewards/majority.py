@@ -2,14 +2,15 @@
 
 Every answer tied for the most votes counts as the majority: breaking the tie by order would
 reward an arbitrary one of equally supported answers. Samples without an answer get 0. With
-`RewardInputs.voters` the vote is over more samples than are trained on (TTRL votes over 64).
+`Trajectories.voter_answers` the vote is over more samples than are trained on (TTRL votes over 64).
 """
 
 from collections import Counter
 
 import torch
 
-from latro.rewards import Reward, RewardInputs
+from latro.rewards import RewardContext, register_reward
+from latro.trajectories import Trajectories
 
 
 def majority_answers(answers: list[str | None]) -> set[str]:
@@ -19,15 +20,13 @@ def majority_answers(answers: list[str | None]) -> set[str]:
     return {a for a, n in counts.items() if n == top}
 
 
-def majority_vote(batch: RewardInputs) -> torch.Tensor:
-    k = batch.group_size
-    voters = getattr(batch, "voters", None)
+@register_reward("majority", estimator="group_norm", own_answer=True)
+def majority_vote(trajectories: Trajectories, context: RewardContext) -> torch.Tensor:
+    k, voters = context.group_size, trajectories.voter_answers
     rewards = []
-    for q, start in enumerate(range(0, len(batch.answers), k)):
-        group = batch.answers[start : start + k]
+    for q, start in enumerate(range(0, len(trajectories.own_answers), k)):
+        group = trajectories.own_answers[start : start + k]
         winners = majority_answers(voters[q] if voters else group)
         rewards += [float(a is not None and a in winners) for a in group]
     return torch.tensor(rewards)
 
-
-REWARD = Reward("majority", majority_vote, estimator="group_norm", own_answer=True)

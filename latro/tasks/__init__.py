@@ -1,23 +1,34 @@
-"""Tasks: datasets with their prompts, teacher-forced answer texts and answer parsers."""
+"""Tasks: datasets with their prompts, teacher-forced answer texts and answer parsers.
+
+Every module here registers its tasks with `@register_task`; a new task is one new module."""
 
 from __future__ import annotations
 
 from latro.errors import UserError
-from latro.tasks.arc import ARCChallenge
-from latro.tasks.arithmetic import Arithmetic, ArithmeticEasy
-from latro.tasks.base import DataError, Example, Task
-from latro.tasks.gsm8k import GSM8K
-from latro.tasks.jsonl import JsonlTask
+from latro.registry import import_all
+from latro.tasks.base import TASKS, DataError, Example, Task, register_task
 
-TASKS: dict[str, type[Task]] = {"gsm8k": GSM8K, "arc_challenge": ARCChallenge, "jsonl": JsonlTask,
-                                "arithmetic": Arithmetic, "arithmetic_easy": ArithmeticEasy}
+import_all("latro.tasks")
+
+from latro.tasks.arc import ARCChallenge  # noqa: E402  (after the registrations, for re-export)
+from latro.tasks.arithmetic import Arithmetic, ArithmeticEasy  # noqa: E402
+from latro.tasks.gsm8k import GSM8K  # noqa: E402
+from latro.tasks.jsonl import JsonlTask  # noqa: E402
 
 
 def get_task(name: str, **kwargs) -> Task:
     """Instantiate the task registered as `name` with its constructor's keyword arguments."""
     if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[name](**kwargs)
 
 
-__all__ = ["ARCChallenge", "Arithmetic", "ArithmeticEasy", "DataError", "Example", "GSM8K", "JsonlTask", "TASKS", "Task", "get_task"]
+def task_from_config(cfg) -> Task:
+    """The task named by `cfg.task`, built from the settings it reads (data_dir, files, ...)."""
+    if cfg.task not in TASKS:
+        raise UserError(f"unknown task {cfg.task!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[cfg.task].from_config(cfg)
+
+
+__all__ = ["ARCChallenge", "Arithmetic", "ArithmeticEasy", "DataError", "Example", "GSM8K", "JsonlTask", "TASKS",
+           "Task", "get_task", "register_task", "task_from_config"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl, require,
-                              require_text)
+from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl,
+                              register_task, require, require_text)
 
 Choices = tuple[tuple[str, str], ...]
 _FILES = {"train": "ARC-Challenge-Train.jsonl", "validation": "ARC-Challenge-Dev.jsonl",
@@ -108,6 +108,7 @@ def arc_example(record: dict, where: str) -> Example:
     return Example(id=str(require(record, "id", where)), question=stem, answer=gold, choices=choices)
 
 
+@register_task("arc_challenge")
 class ARCChallenge(Task):
     """ARC-Challenge; Train/Dev/Test files map to train/validation/test.
 
@@ -115,10 +116,14 @@ class ARCChallenge(Task):
     "(C) text" option format of the prompt and so the form the model is asked to produce.
     """
 
-    name = "arc_challenge"
+    paper_beta = 0.25
 
     def __init__(self, data_dir: str | None = None):
         self.data_dir = data_dir
+
+    @classmethod
+    def from_config(cls, cfg) -> ARCChallenge:
+        return cls(data_dir=cfg.data_dir)
 
     def load(self, split: str) -> list[Example]:
         check_split(split)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from latro.tasks.base import SPLITS, Example, check_split
+from latro.tasks.base import SPLITS, Example, check_split, register_task
 from latro.tasks.gsm8k import NumericTask
 
 DATA_SEED = 1729  # fixed, so every run and machine sees the same questions in the same splits
@@ -117,10 +117,10 @@ def generate(level: Difficulty, sizes: dict[str, int], seed: int = DATA_SEED) ->
     return splits
 
 
+@register_task("arithmetic")
 class Arithmetic(NumericTask):
     """Two to four operations on amounts up to 99; gold rationales included (for SFT)."""
 
-    name = "arithmetic"
     level = HARD
     sizes = {"train": 20000, "validation": 300, "test": 500}
 
@@ -135,9 +135,9 @@ class Arithmetic(NumericTask):
         return list(self._splits[split])
 
 
+@register_task("arithmetic_easy")
 class ArithmeticEasy(Arithmetic):
     """One or two operations on amounts up to 20: for pretrained chat models."""
 
-    name = "arithmetic_easy"
     level = EASY
     sizes = {"train": 2000, "validation": 200, "test": 300}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latro.errors import UserError
+from latro.registry import Registry
 
 SPLITS = ("train", "validation", "test")
 # Fixed so the held-out validation questions are the same on every run and machine.
@@ -126,9 +127,19 @@ def after_last_marker(text: str) -> str | None:
 
 
 class Task:
-    """A dataset plus the paper's prompt, teacher-forced answer text and answer parser."""
+    """A dataset plus the paper's prompt, teacher-forced answer text and answer parser.
 
-    name: str = ""
+    A new task is one module in latro/tasks/ with a `@register_task("name")` subclass; it builds
+    itself from the run's settings (`from_config`) and states its paper defaults."""
+
+    name: str = ""  # set by @register_task
+    # KL weight beta of the LaTRO paper for this task; the paper's GSM8K value where it gives none.
+    paper_beta: float = 0.05
+
+    @classmethod
+    def from_config(cls, cfg) -> Task:
+        """The task as the settings `cfg` (a TrainConfig, EvalConfig or DGDiffConfig) ask for."""
+        return cls()
 
     def load(self, split: str) -> list[Example]:
         """Examples of `split` ("train", "validation" or "test")."""
@@ -152,3 +163,14 @@ class Task:
 
     def is_correct(self, pred: str | None, ex: Example) -> bool:
         return pred is not None and pred == ex.answer
+
+
+TASKS: Registry[type[Task]] = Registry("task", sort=True)  # modules import each other
+
+
+def register_task(name: str):
+    """Class decorator: register a Task subclass as `--task name`."""
+    def register(cls: type[Task]) -> type[Task]:
+        cls.name = name
+        return TASKS.add(name, cls)
+    return register

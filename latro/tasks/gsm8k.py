@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, hold_out, read_jsonl,
-                              require, require_text)
+                              register_task, require, require_text)
 
 # A minus sign only counts when it does not follow a digit, so "10-3" yields 10 and 3, not -3.
 _NUMBER = re.compile(r"(?<![\d.])-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)")
@@ -73,14 +73,19 @@ class NumericTask(Task):
         return same_number(pred, ex.answer)
 
 
+@register_task("gsm8k")
 class GSM8K(NumericTask):
     """GSM8K with the paper's prompt; validation = a fixed `validation_size` questions of train."""
 
-    name = "gsm8k"
+    paper_beta = 0.05
 
     def __init__(self, data_dir: str | None = None, validation_size: int = 500):
         self.data_dir = data_dir
         self.validation_size = validation_size
+
+    @classmethod
+    def from_config(cls, cfg) -> GSM8K:
+        return cls(data_dir=cfg.data_dir)
 
     def load(self, split: str) -> list[Example]:
         check_split(split)

@@ -7,8 +7,8 @@ from string import ascii_uppercase
 from latro.errors import UserError
 
 from latro.tasks.arc import check_choices, mc_prompt, parse_choice
-from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl, require,
-                              require_text)
+from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl,
+                              register_task, require, require_text)
 from latro.tasks.gsm8k import normalize_number, parse_number, same_number
 
 
@@ -62,6 +62,7 @@ def jsonl_example(record: dict, where: str, default_id: str) -> Example:
                    answer=_gold(answer, choices, where), choices=choices or (), rationale=rationale)
 
 
+@register_task("jsonl")
 class JsonlTask(Task):
     """User data, one JSONL file per split.
 
@@ -70,12 +71,14 @@ class JsonlTask(Task):
     "The answer is", compared case-insensitively.
     """
 
-    name = "jsonl"
-
     def __init__(self, train_file: str | None = None, validation_file: str | None = None,
                  test_file: str | None = None, prompt_template: str = "{question} Let's think step by step."):
         self.files = {"train": train_file, "validation": validation_file, "test": test_file}
         self.prompt_template = prompt_template
+
+    @classmethod
+    def from_config(cls, cfg) -> JsonlTask:
+        return cls(train_file=cfg.train_file, validation_file=cfg.validation_file, test_file=cfg.test_file)
 
     def load(self, split: str) -> list[Example]:
         check_split(split)
