@@ -84,7 +84,8 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
                                  "on a subset); 0 = the K trained ones.", min=0)
     answer_tokens: int = setting(32, "After a rationale's stop pattern keep sampling up to this many tokens to read "
                                 "the model's own answer (own-answer rewards, and the per-step accuracy / AUROC "
-                                "monitoring); 0 = stop at the pattern (LaTRO's fastest path, latro reward only).", min=0)
+                                "monitoring); 0 = stop at the pattern (LaTRO's fastest path, latro reward only).",
+                                 min=0)
     num_samples: int = setting(16, "K rationales sampled per question (the paper: K=16).", min=1)
     questions_per_step: int = setting(3, "Questions per optimizer step (the paper: 3 per device, 48 rollouts).", min=1)
     temperature: float = setting(1.0, "Sampling temperature of rationales (the paper: 1).", gt=0)
@@ -95,8 +96,8 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
     beta: float | None = setting(None, "KL weight to the frozen initial model; default per task as in the paper: "
                                   "0.05 GSM8K, 0.25 ARC-Challenge (0.05 otherwise); 1e-4 with covo first "
                                   "(the CoVo paper).", min=0)
-    nonstop_gamma: float = setting(2.0, "A rationale with no stop within L gets gamma x batch mean reward (the paper: 2).",
-                           min=0)
+    nonstop_gamma: float = setting(2.0, "A rationale with no stop within L gets gamma x batch mean reward "
+                                        "(the paper: 2).", min=0)
     answer_weight: float = setting(1.0, "Weight of the answer-likelihood term on own rationales (the paper: 1; "
                                    "the public code: 0).", min=0)
     # --- optimisation (the paper: AdamW, lr 5e-7, no warm-up, linear decay)
@@ -276,7 +277,8 @@ class DGDiffConfig(*option_classes(), ModelConfig, TaskConfig):
     max_new_tokens: int = setting(512, "Rationale budget of each candidate, in tokens.", min=1)
     answer_tokens: int = setting(32, "Tokens allowed for the final answer after the rationale's stop pattern.", min=0)
     stop_patterns: list[str] = setting(
-        lambda: list(STOP_PATTERNS), "Text that ends a candidate's rationale (what latro and covo score), as in training.")
+        lambda: list(STOP_PATTERNS),
+        "Text that ends a candidate's rationale (what latro and covo score), as in training.")
     discriminators: str = setting("prompt,prompt_forced,latro,covo,self_certainty,majority,latro_gold",
                              "Comma-separated: prompt (the paper's multiple-choice prompt, answered greedily by "
                              "the same model), prompt_forced (the same prompt, the reply forced to '### ' and "

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass, replace
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch

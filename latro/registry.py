@@ -33,6 +33,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> None:
+        """Forget `name` (a component registered for one run or one test)."""
+        del self._entries[name]
+
     def __getitem__(self, name: str) -> T:
         if name not in self._entries:
             raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self)}")

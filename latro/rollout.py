@@ -18,11 +18,10 @@ and the per-step monitoring of any reward); the rationale is still cut at the pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -141,7 +140,7 @@ def sample(
     generated: list[list[int]] = [[] for _ in range(total)]
     answer_end: dict[int, int] = {}  # rollout -> length at which its answer allowance runs out
     active = torch.arange(total, device=device)  # rows of the running batch -> rollout index
-    for step in range(horizon):
+    for _ in range(horizon):
         tokens = _next_tokens(logits, temperature, generator)
         keep = []
         for row, (r, t) in enumerate(zip(active.tolist(), tokens.tolist())):

@@ -22,7 +22,6 @@ from latro.kv_cache import cache_keyword, left_pad, select_rows
 from latro.trajectories import FORCED, SAMPLED
 
 
-
 @dataclass
 class Batch:
     """Right-padded sequences and, for every scored token, its row and segment."""
@@ -31,7 +30,7 @@ class Batch:
     attention_mask: torch.Tensor  # [B, T]
     segments: torch.Tensor  # [B, T]: SAMPLED / FORCED for scored tokens, 0 otherwise
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.segments.to(device))
 
 

@@ -27,7 +27,7 @@ from latro.evaluate import evaluate
 from latro.modeling import add_lora, context_length, frozen_copy, load_model, load_tokenizer, save_model
 from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
 from latro.scorer import TokenScorer
-from latro.tasks import Example, task_from_config
+from latro.tasks import Example, Task, task_from_config
 
 
 @dataclass
@@ -60,8 +60,9 @@ def warn_if_updates_round_away(params, lr: float, report) -> None:
 
 
 class TrainingLoop:
-    def __init__(self, cfg: TrainConfig, algorithm):
-        """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task."""
+    def __init__(self, cfg: TrainConfig, algorithm, task: Task | None = None):
+        """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task;
+        `task`: in place of the one `cfg.task` names (in-memory data from the Python API)."""
         if not cfg.model:
             raise UserError("no model given: pass --model (hub id, directory or .gguf file)")
         self.cfg = cfg
@@ -72,7 +73,7 @@ class TrainingLoop:
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.acc.print)
         set_seed(cfg.seed)
-        self.task = task_from_config(cfg)
+        self.task = task or task_from_config(cfg)
         self.algorithm = algorithm(cfg, self.task, self.acc)
         self.label = self.algorithm.label
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
@@ -225,9 +226,9 @@ class TrainingLoop:
             self.acc.print(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}, starting fresh")
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.exists() and self.acc.is_main_process:  # drop what was logged after the checkpoint
-            kept = [l for l in metrics.read_text().splitlines()
-                    if l and self.step_index and json.loads(l).get("step", 0) <= self.step_index]
-            metrics.write_text("".join(l + "\n" for l in kept))
+            kept = [line for line in metrics.read_text().splitlines()
+                    if line and self.step_index and json.loads(line).get("step", 0) <= self.step_index]
+            metrics.write_text("".join(line + "\n" for line in kept))
 
     # ----------------------------------------------------------------- the run
     def _request_stop(self, signum, frame):

@@ -2,10 +2,7 @@
 writes a complete run directory with plots and a before/after table."""
 
 import json
-from dataclasses import replace
 
-import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from latro import demo

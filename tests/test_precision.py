@@ -5,8 +5,8 @@ warning when lr is too small to move them."""
 import torch
 
 from latro import demo
-from latro.config import TrainConfig
 from latro.algorithms import build_trainer
+from latro.config import TrainConfig
 
 
 def config(out, **kw):

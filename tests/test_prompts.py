@@ -3,6 +3,7 @@ paper scores the end-of-turn token), which for several chat models is not EOS.""
 
 import json
 
+from latro.algorithms import build_trainer
 from latro.config import TrainConfig
 from latro.prompts import (
     answer_ids,
@@ -15,7 +16,6 @@ from latro.rollout import Rollout
 from latro.scorer import FORCED
 from latro.tasks.base import Example
 from latro.tasks.gsm8k import NumericTask
-from latro.algorithms import build_trainer
 
 # Phi-3.5-mini-instruct's template: a turn closes with <|end|>, EOS is <|endoftext|>.
 PHI_TEMPLATE = (

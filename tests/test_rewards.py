@@ -7,16 +7,23 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from latro.config import TrainConfig
 from latro.monitor import auroc, grouped_auroc, reward_diagnostics
 from latro.rewards import RewardContext, combined, get_reward, parse_rewards
-from latro.rewards.covo import (CoVoOptions, aggregate, consistency_volatility, covo, curiosity, distance_matrices, group_rewards,
-                               state_ends)
+from latro.rewards.covo import (
+    CoVoOptions,
+    aggregate,
+    consistency_volatility,
+    covo,
+    curiosity,
+    distance_matrices,
+    group_rewards,
+    state_ends,
+)
 from latro.rewards.majority import majority_answers
 from latro.rollout import Rollout
 from latro.scorer import TokenScorer, make_batch, sequence_logprobs
-from latro.tasks.gsm8k import NumericTask as ArithmeticTask
 from latro.tasks.base import Example
+from latro.tasks.gsm8k import NumericTask as ArithmeticTask
 from latro.trajectories import Trajectories
 
 
@@ -176,7 +183,8 @@ def test_majority_votes_over_extra_samples_when_given():
 def test_gold_and_weighted_combination():
     task = ArithmeticTask()
     ex = Example(id="q", question="?", answer="12")
-    batch = SimpleNamespace(own_answers=["12", "12.0", "13", None], forced_logprob=torch.tensor([-1.0, -2.0, -3.0, -4.0]))
+    batch = SimpleNamespace(own_answers=["12", "12.0", "13", None],
+                            forced_logprob=torch.tensor([-1.0, -2.0, -3.0, -4.0]))
     context = RewardContext(task=task, examples=[ex] * 4, group_size=4)
     assert get_reward("gold").score(batch, context).tolist() == [1, 1, 0, 0]
     parts = parse_rewards("gold, latro:0.5")

@@ -17,7 +17,8 @@ def naive_logprobs(model, prompt, rationale, answer):
 
 def random_rows(seed, vocab):
     g = torch.Generator().manual_seed(seed)
-    shape = lambda lo, hi: torch.randint(3, vocab, (int(torch.randint(lo, hi, (1,), generator=g)),), generator=g).tolist()
+    shape = lambda lo, hi: torch.randint(3, vocab, (int(torch.randint(lo, hi, (1,), generator=g)),),
+                                         generator=g).tolist()
     prompts = [shape(2, 9) for _ in range(5)]
     rationales = [shape(0, 12) for _ in range(5)]
     rationales[1] = []  # an empty rationale (stop pattern at position 0)

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
+from latro.algorithms import build_trainer
 from latro.cli import main
 from latro.config import TrainConfig
 from latro.prompts import sft_target_ids
-from latro.algorithms import build_trainer
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,8 @@ def rationale_files(tmp_path_factory):
 def config(model_dir, data, out, **kw):
     return TrainConfig(model=str(model_dir), task="jsonl", train_file=str(data / "train.jsonl"),
                        validation_file=str(data / "validation.jsonl"), output_dir=str(out),
-                       questions_per_step=4, lr=1e-2, lr_schedule="constant", eval_every=0, eval_limit=2, max_rationale_tokens=16,
-                       eval_max_new_tokens=4, **kw)
+                       questions_per_step=4, lr=1e-2, lr_schedule="constant", eval_every=0, eval_limit=2,
+                       max_rationale_tokens=16, eval_max_new_tokens=4, **kw)
 
 
 def test_sft_loss_is_the_next_token_loss_of_the_gold_solution(tiny_model_dir, rationale_files, tmp_path):
@@ -57,8 +57,9 @@ def test_sft_run_lowers_the_loss_and_writes_a_model(tiny_model_dir, rationale_fi
     main(["sft", "--model", str(tiny_model_dir), "--task", "jsonl",
           "--train-file", str(rationale_files / "train.jsonl"),
           "--validation-file", str(rationale_files / "validation.jsonl"), "--output-dir", str(out),
-          "--questions-per-step", "4", "--lr", "1e-2", "--lr-schedule", "constant", "--max-steps", "12", "--max-rationale-tokens", "16",
-          "--eval-every", "0", "--eval-limit", "2", "--eval-max-new-tokens", "4", "--save-every", "6"])
+          "--questions-per-step", "4", "--lr", "1e-2", "--lr-schedule", "constant", "--max-steps", "12",
+          "--max-rationale-tokens", "16", "--eval-every", "0", "--eval-limit", "2", "--eval-max-new-tokens", "4",
+          "--save-every", "6"])
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and lines[-1]["loss"] < 0.7 * lines[0]["loss"]
     assert (out / "model" / "model.safetensors").exists() and (out / "checkpoints" / "step-000012").exists()

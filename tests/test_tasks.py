@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from latro.tasks import ARCChallenge, DataError, Example, GSM8K, JsonlTask, TASKS, get_task
+from latro.tasks import GSM8K, TASKS, ARCChallenge, DataError, Example, JsonlTask, get_task
 from latro.tasks.base import read_jsonl
 
 DATA = Path("/work/shared/data")
@@ -312,7 +312,8 @@ def test_arc_row_with_fewer_texts_than_labels(tmp_path):
     with pytest.raises(DataError, match=r"^hub:3: 4 choice labels but 3 choice texts$"):
         arc_example(row, "hub:3")
     one = {"id": "1", "question": {"stem": "s", "choices": [{"label": "A", "text": "x"}]}, "answerKey": "A"}
-    blank = {"id": "2", "question": {"stem": "  ", "choices": [{"label": "A", "text": "x"}, {"label": "B", "text": "y"}]},
+    blank = {"id": "2", "question": {"stem": "  ", "choices": [{"label": "A", "text": "x"},
+                                                               {"label": "B", "text": "y"}]},
              "answerKey": "A"}
     _write(tmp_path / "ARC-Challenge-Test.jsonl", [one])
     with pytest.raises(DataError, match=r"ARC-Challenge-Test\.jsonl:1: a multiple-choice question needs at least 2"):

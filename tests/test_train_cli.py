@@ -9,9 +9,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from latro.algorithms import build_trainer
 from latro.cli import main
 from latro.config import TrainConfig
-from latro.algorithms import build_trainer
 
 
 def train_args(model_dir, data, out, *extra):
@@ -97,8 +97,9 @@ def test_existing_run_directory_is_not_overwritten(tiny_model_dir, arith_files, 
 
 def test_yaml_config_and_flags(tiny_model_dir, arith_files, tmp_path):
     (tmp_path / "run.yaml").write_text("num_samples: 3\nbeta: 0.25\nlr: 2.0e-4\n")
-    from latro.config import add_arguments, from_args
     import argparse
+
+    from latro.config import add_arguments, from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser, TrainConfig)

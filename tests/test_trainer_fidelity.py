@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import latro.rollout
+from latro.algorithms import build_trainer
+from latro.algorithms.latro import LaTRO
 from latro.config import TrainConfig
 from latro.rewards import parse_rewards
 from latro.rollout import Rollout
-from latro.algorithms import build_trainer
-from latro.algorithms.latro import LaTRO
 
 
 def config(model_dir, data, out, **kw):
@@ -56,7 +56,8 @@ def test_kl_in_the_loss_is_all_a_unanimous_batch_learns(tiny_model_dir, arith_fi
 @pytest.mark.parametrize("covo_filter", [True, False])
 def test_covo_filter_drops_groups_without_reward_and_skips_an_empty_step(
         tiny_model_dir, arith_files, tmp_path, covo_filter):
-    trainer = build_trainer(config(tiny_model_dir, arith_files, tmp_path, reward="covo", beta=0.05, covo_filter=covo_filter))
+    trainer = build_trainer(config(tiny_model_dir, arith_files, tmp_path, reward="covo", beta=0.05,
+                                   covo_filter=covo_filter))
     move_reference(trainer)
     before, lr = weights(trainer), trainer.scheduler.get_last_lr()[0]
     metrics = trainer.step(0)

@@ -34,7 +34,8 @@ class SFT:
         kept = [ex for ex in examples if ex.rationale]
         self.skipped_no_rationale = len(examples) - len(kept)
         if not kept:
-            raise UserError(f"task {self.cfg.task!r} has no gold rationales in its train split: nothing to fine-tune on")
+            raise UserError(f"task {self.cfg.task!r} has no gold rationales in its train split: "
+                            "nothing to fine-tune on")
         if self.skipped_no_rationale:
             self.accelerator.print(f"skipping {self.skipped_no_rationale} training questions without a gold rationale")
         return kept

@@ -26,8 +26,8 @@ MODEL_DIR = Path(__file__).parent / "model"
 # model, not the paper's 7B ones, and L fits the task's short solutions.
 PRESET = dict(
     model=str(MODEL_DIR), task="arithmetic", output_dir="runs/demo", num_samples=8, questions_per_step=8,
-    max_rationale_tokens=64, beta=0.05, lr=1e-4, lr_schedule="constant", max_steps=60, eval_every=10, eval_on_start=True,
-    eval_limit=0, eval_max_new_tokens=96, eval_batch_size=64, save_every=20,
+    max_rationale_tokens=64, beta=0.05, lr=1e-4, lr_schedule="constant", max_steps=60, eval_every=10,
+    eval_on_start=True, eval_limit=0, eval_max_new_tokens=96, eval_batch_size=64, save_every=20,
 )
 
 
@@ -73,8 +73,8 @@ def _evaluate_test(trainer, name: str, limit: int | None) -> dict:
 
 
 def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
-    from latro.plots import plot_run
     from latro.algorithms import build_trainer
+    from latro.plots import plot_run
 
     method = "LaTRO" if cfg.reward == "latro" else f"Reward {cfg.reward!r}"
     from latro.rewards import parse_rewards

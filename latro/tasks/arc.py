@@ -5,8 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl,
-                              register_task, require, require_text)
+from latro.tasks.base import (
+    DataError,
+    Example,
+    Task,
+    after_last_marker,
+    check_split,
+    read_jsonl,
+    register_task,
+    require,
+    require_text,
+)
 
 Choices = tuple[tuple[str, str], ...]
 _FILES = {"train": "ARC-Challenge-Train.jsonl", "validation": "ARC-Challenge-Dev.jsonl",

@@ -6,8 +6,18 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, hold_out, read_jsonl,
-                              register_task, require, require_text)
+from latro.tasks.base import (
+    DataError,
+    Example,
+    Task,
+    after_last_marker,
+    check_split,
+    hold_out,
+    read_jsonl,
+    register_task,
+    require,
+    require_text,
+)
 
 # A minus sign only counts when it does not follow a digit, so "10-3" yields 10 and 3, not -3.
 _NUMBER = re.compile(r"(?<![\d.])-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)")

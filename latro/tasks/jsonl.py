@@ -5,10 +5,18 @@ from __future__ import annotations
 from string import ascii_uppercase
 
 from latro.errors import UserError
-
 from latro.tasks.arc import check_choices, mc_prompt, parse_choice
-from latro.tasks.base import (DataError, Example, Task, after_last_marker, check_split, read_jsonl,
-                              register_task, require, require_text)
+from latro.tasks.base import (
+    DataError,
+    Example,
+    Task,
+    after_last_marker,
+    check_split,
+    read_jsonl,
+    register_task,
+    require,
+    require_text,
+)
 from latro.tasks.gsm8k import normalize_number, parse_number, same_number
 
 
