@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from latro import config as C
+from latro.checkpoint import DiskFullError, RunError, RunStopped
 
 
 def _train(args) -> None:
@@ -139,7 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     C.add_arguments(dg, C.DGDiffConfig)
     dg.set_defaults(run=_dgdiff)
     args = parser.parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except RunStopped as stop:  # 128 + signal number: the shell's convention, on which schedulers requeue
+        print(f"latro {args.command}: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except (RunError, DiskFullError) as error:
+        sys.exit(f"latro {args.command}: {error}")
 
 
 if __name__ == "__main__":

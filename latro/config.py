@@ -104,6 +104,9 @@ class TrainConfig(CoVoConfig, ModelConfig, TaskConfig):
     warmup_steps: int = _f(0, "Linear warm-up steps (the paper: none).")
     lr_schedule: str = _f("linear", "linear decay to 0 (the paper) or constant.", choices=["linear", "constant"])
     max_grad_norm: float = _f(1.0, "Gradient clipping norm, 0 = off (not given by the paper).")
+    max_nonfinite_steps: int = _f(3, "A step whose loss or gradient norm is NaN or infinite is skipped (not applied, "
+                                     "counted as skipped_nonfinite in metrics); this many in a row stop the run "
+                                     "with an error (0 = never stop).")
     epochs: float = _f(1.0, "Passes over the training questions (the paper: up to 6 GSM8K, 12 ARC).")
     max_steps: int = _f(0, "Stop after this many optimizer steps (0 = from epochs).")
     train_limit: int = _f(0, "Use only the first N training questions (0 = all).")
