@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from latro import config as C
+from latro.checkpoint import DiskFullError, RunError, RunStopped
 from latro.errors import UserError
 
 
@@ -136,16 +137,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (UserError, FileNotFoundError, FileExistsError) as err:
+    except RunStopped as stop:  # 128 + signal number: the shell's convention, on which schedulers requeue
+        print(f"latro {args.command}: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except (UserError, FileNotFoundError, FileExistsError, RunError, DiskFullError) as err:
         if args.debug or os.environ.get("LATRO_DEBUG", "") not in ("", "0"):
             raise
         print(f"latro: error: {one_line(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        # 2: the input was wrong (usage); 1: the run itself failed (non-finite steps, full disk)
+        raise SystemExit(1 if isinstance(err, (RunError, DiskFullError)) else 2) from None
 
 
 def one_line(err: Exception) -> str:
     """An expected error as one line: the message, or for an OS error 'path: reason'."""
-    if isinstance(err, OSError) and err.filename is not None:
+    if isinstance(err, OSError) and err.filename is not None and not isinstance(err, DiskFullError):
         return f"{err.filename}: {err.strerror}"
     return str(err).replace("\n", " ")
 

@@ -109,6 +109,9 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
                                  "precision, but an update smaller than half a unit in the last place is lost: at "
                                  "lr 5e-7 almost every bf16 weight stays unchanged; a warning says so).")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm, 0 = off (not given by the paper).", min=0)
+    max_nonfinite_steps: int = setting(3, "A step whose loss or gradient norm is NaN or infinite is skipped (not "
+                                       "applied, counted as skipped_nonfinite in metrics); this many in a row stop "
+                                       "the run with an error (0 = never stop).", min=0)
     epochs: float = setting(1.0, "Passes over the training questions (the paper: up to 6 GSM8K, 12 ARC).", gt=0)
     max_steps: int = setting(0, "Stop after this many optimizer steps (0 = from epochs).", min=0)
     train_limit: int = setting(0, "Use only the first N training questions (0 = all).", min=0)

@@ -12,6 +12,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from latro.checkpoint import NonFiniteError, replace_dir
 from latro.errors import UserError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -137,11 +138,24 @@ def reference_of(model, ref):
         yield model
 
 
-def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True) -> None:
-    """Hugging Face format with safetensors weights; LoRA merged into a copy, or the adapter alone."""
+def nonfinite_tensors(tensors) -> int:
+    """How many of the tensors hold a NaN or an infinity (one device sync)."""
+    checks = [torch.isfinite(t).all() for t in tensors if t.is_floating_point() and t.numel()]
+    return int((~torch.stack(checks)).sum().item()) if checks else 0
+
+
+def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True, extra: dict | None = None) -> None:
+    """Hugging Face format with safetensors weights; LoRA merged into a copy, or the adapter alone.
+    The directory is replaced whole (a kill leaves the previous one) and never with non-finite
+    weights; `extra` maps file names to text written alongside."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload") and merge_lora:
         model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
+    if nonfinite_tensors(model.state_dict().values()):
+        raise NonFiniteError(f"refusing to write {path}: the model's weights hold NaN or infinite values")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replace_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)

@@ -8,11 +8,12 @@ checkpoints, signals, logging and progress. Each step it calls `algorithm.step(b
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
-import shutil
 import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,25 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from latro import checkpoint as ckpt
+from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
 from latro.errors import UserError
 from latro.evaluate import evaluate
-from latro.modeling import add_lora, context_length, frozen_copy, load_model, load_tokenizer, save_model
+from latro.modeling import (
+    add_lora,
+    context_length,
+    frozen_copy,
+    load_model,
+    load_tokenizer,
+    nonfinite_tensors,
+    save_model,
+)
 from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
 from latro.scorer import TokenScorer
 from latro.tasks import Example, Task, task_from_config
+
+BEST_FILE = "best.json"  # in best-model/: the step and validation accuracy that chose it
 
 
 @dataclass
@@ -68,8 +81,10 @@ class TrainingLoop:
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
+        # The schedule follows the step count: one scheduler step per training step, whatever the
+        # number of processes and whether the step was applied or skipped.
         self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
-                               mixed_precision=mixed_precision(cfg))
+                               mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False)
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.acc.print)
         set_seed(cfg.seed)
@@ -82,7 +97,9 @@ class TrainingLoop:
         self._build_model(model)
         self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
-        self._stop_requested = False
+        self.skipped_nonfinite = self.nonfinite_in_a_row = 0  # steps not applied: in all, and lately
+        self.step_skipped = False
+        self._stop_signal = 0
 
     @property
     def accelerator(self) -> Accelerator:
@@ -176,15 +193,27 @@ class TrainingLoop:
         return 0.0, lr
 
     def update(self, loss: torch.Tensor) -> tuple[float, float]:
-        """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used)."""
+        """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used).
+
+        A step whose loss or gradient norm is non-finite on any process is skipped: its gradients
+        are dropped and the weights and AdamW moments stay as they were (`step_skipped`)."""
         self.acc.backward(loss)
-        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm) \
-            if self.cfg.max_grad_norm > 0 else torch.tensor(float("nan"))
+        # An infinite bound clips nothing but still measures the norm, which the check below needs.
+        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
+        # (DeepSpeed clips inside its engine and may report no norm.)
+        self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
+        if not self.step_skipped:
+            self.optimizer.step()
+            if not self.all_finite(list(self.scorer.parameters())):
+                raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
+                                     f"the loss and gradient norm were finite: lower --lr (nothing of this step "
+                                     f"was saved)")
+        with warnings.catch_warnings():  # a skipped first step: "scheduler.step() before optimizer.step()"
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(grad_norm), lr
+        return (math.nan if grad_norm is None else float(grad_norm)), lr
 
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
@@ -196,57 +225,151 @@ class TrainingLoop:
         accuracy = result["metrics"]["greedy"]
         out = self.run_dir / "evaluations"
         out.mkdir(exist_ok=True)
-        (out / f"validation-step-{step:06d}.json").write_text(json.dumps({"step": step, **result}, indent=1))
+        ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
         if accuracy > self.best_accuracy:
+            # best.json names the evaluation that chose the model, and is what resume compares against.
+            save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora,
+                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy})})
             self.best_accuracy = accuracy
-            save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora)
         return accuracy
 
     def save_checkpoint(self, step: int) -> None:
-        ckpt_root = self.run_dir / "checkpoints"
-        path = ckpt_root / f"step-{step:06d}"
-        self.acc.save_state(str(path))
+        if not self.all_finite(self._checkpoint_tensors()):
+            raise NonFiniteError(f"refusing to write the checkpoint of step {step}: the weights or optimizer "
+                                 f"state hold NaN or infinite values")
+        root = self.run_dir / "checkpoints"
+        state = {"step": step, "best_accuracy": self.best_accuracy, "skipped_nonfinite": self.skipped_nonfinite,
+                 "nonfinite_in_a_row": self.nonfinite_in_a_row}
+        with ckpt.writing_checkpoint(root, step, state, self.acc.is_main_process) as tmp:
+            self.acc.save_state(str(tmp))
+            self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            # Written last: a checkpoint without it is incomplete and ignored on resume.
-            (path / "trainer_state.json").write_text(json.dumps(
-                {"step": step, "best_accuracy": self.best_accuracy}))
-            done = sorted(p for p in ckpt_root.glob("step-*") if (p / "trainer_state.json").exists())
-            for old in done[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            ckpt.prune(root, self.cfg.keep_checkpoints)
         self.acc.wait_for_everyone()
 
+    def _checkpoint_tensors(self) -> list[torch.Tensor]:
+        moments = [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        return [*self.scorer.parameters(), *moments]
+
     def maybe_resume(self) -> None:
-        done = sorted(p for p in (self.run_dir / "checkpoints").glob("step-*") if (p / "trainer_state.json").exists())
-        if done:
-            self.acc.load_state(str(done[-1]))
-            state = json.loads((done[-1] / "trainer_state.json").read_text())
-            self.step_index, self.best_accuracy = state["step"], state["best_accuracy"]
-            self.acc.print(f"resumed from {done[-1]} at step {self.step_index}")
+        """Continues from the newest checkpoint that is complete, loads and is finite; damaged ones
+        are set aside (`step-N.damaged`) and said so. metrics.jsonl is cut back to that step."""
+        root = self.run_dir / "checkpoints"
+        if self.acc.is_main_process:
+            notes = [ckpt.restore_dir(self.run_dir / name) for name in ("model", "best-model")]
+            notes += [f"removed the half-written checkpoint {name}" for name in ckpt.clean_half_written(root)]
+            for note in filter(None, notes):
+                self.acc.print(note)
+        self.acc.wait_for_everyone()
+        loaded_any = False
+        for path in reversed(ckpt.checkpoints(root)):
+            problem, loaded = self._load_checkpoint(path)
+            loaded_any |= loaded
+            if problem is None:
+                self.acc.print(f"resumed from {path} at step {self.step_index}")
+                break
+            self.acc.print(f"checkpoint {path} is unusable ({problem}): set aside as {path.name}.damaged")
+            if self.acc.is_main_process:
+                ckpt.set_aside(path)
+            self.acc.wait_for_everyone()
         else:
-            self.acc.print(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}, starting fresh")
+            if loaded_any:  # the weights may be half those of a damaged checkpoint: no fresh start from them
+                raise ckpt.RunError(f"no checkpoint in {root} loads (each was set aside as .damaged); "
+                                    f"run again with --resume to start over from {self.cfg.model}")
+            self.acc.print(f"--resume: no checkpoint in {root}, starting fresh")
+        self._read_best()
+        if self.acc.is_main_process:
+            self._cut_metrics()
+
+    def _load_checkpoint(self, path) -> tuple[str | None, bool]:
+        """(what is wrong with the checkpoint or None, whether loading it began), agreed by all processes."""
+        try:
+            state = ckpt.read_state(path)
+        except ValueError as error:
+            return str(error), False
+        try:
+            self.acc.load_state(str(path))
+            problem = None if self.all_finite(self._checkpoint_tensors()) else "NaN or infinite weights"
+        except Exception as error:  # noqa: BLE001 (whatever a damaged file raises, the checkpoint is unusable)
+            problem = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+        if not self.agreed(problem is None):
+            return problem or "it does not load on another process", True
+        self.step_index, self.best_accuracy = state["step"], state.get("best_accuracy", -1.0)
+        self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
+        self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
+        return None, True
+
+    def _read_best(self) -> None:
+        """best-model/ may be newer than the checkpoint (evaluated before a kill): compare against it."""
+        best = self.run_dir / "best-model" / BEST_FILE
+        try:
+            self.best_accuracy = max(self.best_accuracy, float(json.loads(best.read_text())["validation_accuracy"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no best model yet, or one written by an older version
+
+    def _cut_metrics(self) -> None:
+        """Drops what was logged after the checkpoint, and lines cut by a kill or a full disk."""
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists() and self.acc.is_main_process:  # drop what was logged after the checkpoint
-            kept = [line for line in metrics.read_text().splitlines()
-                    if line and self.step_index and json.loads(line).get("step", 0) <= self.step_index]
-            metrics.write_text("".join(line + "\n" for line in kept))
+        if not metrics.exists():
+            return
+        records, unreadable = ckpt.read_lines(metrics)
+        if unreadable:
+            self.acc.print(f"{metrics}: dropped {unreadable} unreadable line(s), cut short by a kill or a full disk")
+        kept = [r for r in records if isinstance(r, dict) and self.step_index and r.get("step", 0) <= self.step_index]
+        ckpt.write_text(metrics, "".join(ckpt.dumps(r) + "\n" for r in kept))
 
     # ----------------------------------------------------------------- the run
     def _request_stop(self, signum, frame):
-        if self._stop_requested:  # asked twice: stop now, losing only the step in flight
-            raise KeyboardInterrupt
-        self._stop_requested = True
+        if self._stop_signal:  # asked twice: stop now, losing only the step in flight
+            raise RunStopped(signum, self.step_index, saved=False)
+        self._stop_signal = signum
         self.acc.print("\nstop requested: finishing this step, then saving a checkpoint "
                        "(press Ctrl-C again to abandon it)")
+
+    def agreed(self, ok: bool) -> bool:
+        """Whether `ok` holds on every process (the same answer on all of them)."""
+        if self.acc.num_processes == 1:
+            return ok
+        return self.acc.reduce(torch.tensor(float(not ok), device=self.acc.device), "sum").item() == 0
+
+    def all_finite(self, tensors) -> bool:
+        return self.agreed(nonfinite_tensors(tensors) == 0)
+
+    def _stop_signal_everywhere(self) -> int:
+        """The stop signal any process received (all stop after the same step), else 0."""
+        if self.acc.num_processes == 1:
+            return self._stop_signal
+        return int(self.acc.reduce(torch.tensor(self._stop_signal, device=self.acc.device), "max").item())
+
+    def _count_skipped(self, metrics: dict) -> None:
+        self.skipped_nonfinite += self.step_skipped
+        self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if self.step_skipped else 0
+        metrics["skipped_nonfinite"] = self.skipped_nonfinite
+        if self.step_skipped:
+            self.acc.print(f"\nstep {self.step_index}: NaN or infinite loss or gradient norm: the step is skipped "
+                           f"({self.nonfinite_in_a_row} in a row)")
+
+    def _stop_if_diverged(self) -> None:
+        limit, streak = self.cfg.max_nonfinite_steps, self.nonfinite_in_a_row
+        if limit and streak >= limit:
+            first = self.step_index - streak + 1
+            raise NonFiniteError(
+                f"steps {first}-{self.step_index}: {streak} steps in a row had a NaN or infinite loss or gradient "
+                f"norm and were skipped, so the run stops (the weights are those after step {first - 1}; nothing "
+                f"non-finite was applied or saved). Lower --lr or check the data; --max-nonfinite-steps sets the limit")
 
     def train(self) -> Path:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.resume:
             self.maybe_resume()
-        elif (self.run_dir / "checkpoints").exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run: pass --resume or another --output-dir")
+        elif held := ckpt.run_files(self.run_dir):
+            raise FileExistsError(f"{self.run_dir} already holds a run ({', '.join(held)}): pass --resume "
+                                  f"or another --output-dir")
+        if not self.all_finite(list(self.scorer.parameters())):
+            raise NonFiniteError(f"the weights of {cfg.model} hold NaN or infinite values: nothing to train")
         if self.acc.is_main_process:
-            save_yaml(cfg, self.run_dir / "config.yaml")
+            ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
         self.acc.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.acc.is_main_process,
@@ -257,9 +380,10 @@ class TrainingLoop:
             self._log({"step": 0, "validation_accuracy": accuracy})
         self.acc.wait_for_everyone()
         try:
-            while self.step_index < self.total_steps and not self._stop_requested:
+            while self.step_index < self.total_steps and not self._stop_signal_everywhere():
                 metrics = self.step(self.step_index)
                 self.step_index += 1
+                self._count_skipped(metrics)
                 last = self.step_index == self.total_steps
                 due = last or (cfg.eval_every and self.step_index % cfg.eval_every == 0)
                 if self.acc.is_main_process and due:
@@ -272,9 +396,11 @@ class TrainingLoop:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()},
                                 acc="-" if accuracy is None else f"{accuracy:.3f}")
                 bar.update(1)
+                self._stop_if_diverged()
                 if self.step_index % cfg.save_every == 0 or last:
                     self.save_checkpoint(self.step_index)
-            if self._stop_requested and self.step_index % cfg.save_every:
+            stop = self._stop_signal_everywhere()
+            if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
         finally:
             bar.close()
@@ -284,10 +410,12 @@ class TrainingLoop:
         if self.step_index >= self.total_steps and self.acc.is_main_process:
             save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
             self.acc.print(f"model saved to {self.run_dir / 'model'}")
+        if stop:  # a non-zero exit (128 + signal), so that a scheduler requeues the run
+            self.acc.print(f"stopped after step {self.step_index}, checkpoint saved: continue with --resume")
+            raise RunStopped(stop, self.step_index)
         return self.run_dir
 
     def _log(self, metrics: dict) -> None:
         if self.acc.is_main_process:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            ckpt.append_line(self.run_dir / "metrics.jsonl", ckpt.dumps(metrics))
         self.acc.log(metrics, step=metrics["step"])

@@ -3,6 +3,7 @@ and `latro eval` reads the result."""
 
 import json
 import math
+import signal
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from latro.algorithms import build_trainer
+from latro.checkpoint import RunStopped
 from latro.cli import main
 from latro.config import TrainConfig
 
@@ -57,7 +59,8 @@ def test_train_writes_run_files_then_resumes(tiny_model_dir, arith_files, tmp_pa
 
 
 def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp_path):
-    """Stopping mid-run (SIGTERM / Ctrl-C) saves a checkpoint; resuming reproduces the straight run."""
+    """Stopping mid-run (SIGTERM / Ctrl-C) saves a checkpoint and reports the stop; resuming
+    reproduces the straight run."""
     def config(out, resume=False):
         return TrainConfig(model=str(tiny_model_dir), task="jsonl", train_file=str(arith_files / "train.jsonl"),
                            validation_file=str(arith_files / "validation.jsonl"), output_dir=str(out),
@@ -73,11 +76,13 @@ def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp
     def step_then_stop(i):
         metrics = step(i)
         if i == 1:
-            interrupted._request_stop(None, None)
+            interrupted._request_stop(signal.SIGTERM, None)
         return metrics
 
     interrupted.step = step_then_stop
-    interrupted.train()
+    with pytest.raises(RunStopped) as stopped:
+        interrupted.train()
+    assert (stopped.value.signum, stopped.value.step, stopped.value.saved) == (signal.SIGTERM, 2, True)
     assert not (tmp_path / "stopped" / "model").exists()
     assert (tmp_path / "stopped" / "checkpoints" / "step-000002" / "trainer_state.json").exists()
     build_trainer(config(tmp_path / "stopped", resume=True)).train()

@@ -14,9 +14,9 @@ the model itself finds the gold answer likely. The run reports greedy, maj@8 and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from latro import checkpoint as ckpt
 from latro.config import EvalConfig, TrainConfig
 
 MODEL_DIR = Path(__file__).parent / "model"
@@ -52,7 +52,7 @@ def steps_breakdown(result: dict) -> dict:
 def free_run_dir(path: str) -> str:
     """`path`, or path-2, path-3, ... when it already holds a run."""
     candidate, n = Path(path), 1
-    while (candidate / "checkpoints").exists() or (candidate / "metrics.jsonl").exists():
+    while ckpt.run_files(candidate):
         n += 1
         candidate = Path(f"{path}-{n}")
     return str(candidate)
@@ -68,7 +68,7 @@ def _evaluate_test(trainer, name: str, limit: int | None) -> dict:
     result["steps"] = steps_breakdown(result)
     out = trainer.run_dir / "evaluations"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"test-{name}.json").write_text(json.dumps(result, indent=1))
+    ckpt.write_text(out / f"test-{name}.json", ckpt.dumps(result, indent=1))
     return result
 
 
@@ -89,14 +89,14 @@ def run_demo(cfg: TrainConfig, test_limit: int | None = None) -> dict:
     if trainer.step_index == 0 and not cfg.resume:
         print("Evaluating the base model on the held-out test questions...", flush=True)
     base = _evaluate_test(trainer, "base", test_limit)
-    trainer.train()
+    trainer.train()  # a stop by signal raises RunStopped: no test evaluation of an unfinished model
     print("Evaluating the trained model on the held-out test questions...", flush=True)
     final = _evaluate_test(trainer, "final", test_limit)
     plot_run(trainer.run_dir, {"test, base -> trained": ([0, trainer.step_index],
                                                         [base["metrics"]["greedy"], final["metrics"]["greedy"]])})
     summary = {"reward": cfg.reward, "test_questions": base["n"], "steps": trainer.step_index, "base": base["metrics"],
                "trained": final["metrics"], "base_steps": base["steps"], "trained_steps": final["steps"]}
-    (trainer.run_dir / "demo-summary.json").write_text(json.dumps(summary, indent=1))
+    ckpt.write_text(trainer.run_dir / "demo-summary.json", ckpt.dumps(summary, indent=1))
     print(format_table(summary))
     print(f"Plots: {trainer.run_dir}/accuracy.png, reward.png, rationale_length.png, diagnostics.png")
     return summary
