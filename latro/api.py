@@ -41,7 +41,7 @@ def train(config: TrainConfig, dataset: dict[str, list[dict]] | None = None, alg
     """Train as `latro train` (or `latro sft` with algorithm="sft"); returns the run directory.
     `dataset`: records per split ("train", "validation") in place of `config.task`'s data."""
     from latro.algorithms import ALGORITHMS
-    from latro.trainer import TrainingLoop
+    from latro.loop import TrainingLoop
 
     return TrainingLoop(config, ALGORITHMS[algorithm], task=_task(config, dataset) if dataset else None).train()
 

@@ -20,7 +20,7 @@ from latro.algorithms import build_trainer
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.cli import main
 from latro.config import TrainConfig
-from latro.trainer import TrainingLoop
+from latro.loop import TrainingLoop
 
 
 def train_args(model_dir, data, out, *extra):

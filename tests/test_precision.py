@@ -31,7 +31,7 @@ def train_two_steps(trainer):
 
 def test_bf16_mixed_precision_moves_the_weights_at_the_papers_lr(tmp_path):
     trainer = build_trainer(config(tmp_path / "mixed", dtype="bfloat16"))
-    assert trainer.acc.mixed_precision == "bf16"
+    assert trainer.accelerator.mixed_precision == "bf16"
     assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())  # master weights
     initial = train_two_steps(trainer)
     assert changed_fraction(trainer, initial) > 0.9
@@ -39,7 +39,7 @@ def test_bf16_mixed_precision_moves_the_weights_at_the_papers_lr(tmp_path):
 
 def test_pure_bf16_weights_warn_that_the_papers_lr_cannot_move_them(tmp_path, capsys):
     trainer = build_trainer(config(tmp_path / "pure", dtype="bfloat16", pure_dtype=True))
-    assert trainer.acc.mixed_precision == "no"
+    assert trainer.accelerator.mixed_precision == "no"
     assert all(p.dtype == torch.bfloat16 for p in trainer.policy.parameters())
     assert "--pure-dtype with lr 5e-07" in capsys.readouterr().out
     initial = train_two_steps(trainer)

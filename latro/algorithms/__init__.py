@@ -24,7 +24,7 @@ def register_algorithm(name: str):
 
 def build_trainer(cfg, algorithm: str = "latro"):
     """The training loop running the algorithm registered as `algorithm` with settings `cfg`."""
-    from latro.trainer import TrainingLoop
+    from latro.loop import TrainingLoop
 
     return TrainingLoop(cfg, ALGORITHMS[algorithm])
 

@@ -83,13 +83,13 @@ class TrainingLoop:
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
         # The schedule follows the step count: one scheduler step per training step, whatever the
         # number of processes and whether the step was applied or skipped.
-        self.acc = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
-                               mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False)
+        self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
+                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False)
         if cfg.resume:  # before anything is loaded or written
-            check_resume(cfg, self.run_dir / "config.yaml", self.acc.print)
+            check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
         self.task = task or task_from_config(cfg)
-        self.algorithm = algorithm(cfg, self.task, self.acc)
+        self.algorithm = algorithm(cfg, self.task, self.accelerator)
         self.label = self.algorithm.label
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
         model = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
@@ -100,10 +100,6 @@ class TrainingLoop:
         self.skipped_nonfinite = self.nonfinite_in_a_row = 0  # steps not applied: in all, and lately
         self.step_skipped = False
         self._stop_signal = 0
-
-    @property
-    def accelerator(self) -> Accelerator:
-        return self.acc
 
     # ----------------------------------------------------------------- setup
     def _load_data(self, context: int):
@@ -119,11 +115,11 @@ class TrainingLoop:
         fits = [i for i, p in enumerate(self.prompts) if len(p) + budget <= context]
         self.skipped_long = len(self.train_set) - len(fits)
         if self.skipped_long:
-            self.acc.print(f"skipping {self.skipped_long} training questions whose prompt + "
-                           f"{budget} tokens exceeds the {context}-token context")
+            self.accelerator.print(f"skipping {self.skipped_long} training questions whose prompt + "
+                                   f"{budget} tokens exceeds the {context}-token context")
             self.train_set = [self.train_set[i] for i in fits]
             self.prompts = [self.prompts[i] for i in fits]
-        per_step = cfg.questions_per_step * self.acc.num_processes
+        per_step = cfg.questions_per_step * self.accelerator.num_processes
         if len(self.train_set) < per_step:
             raise UserError(f"{len(self.train_set)} training questions, fewer than one step's {per_step} "
                             "(--questions-per-step on each process)")
@@ -139,10 +135,10 @@ class TrainingLoop:
         if cfg.lora_r > 0:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         elif self.algorithm.needs_reference:
-            self.ref = frozen_copy(model).to(self.acc.device)
+            self.ref = frozen_copy(model).to(self.accelerator.device)
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.pure_dtype:
-            warn_if_updates_round_away(params, cfg.lr, self.acc.print)
+            warn_if_updates_round_away(params, cfg.lr, self.accelerator.print)
         # fused: one in-place kernel per tensor, no temporary copies of the whole model.
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         warmup, total = cfg.warmup_steps, self.total_steps
@@ -156,23 +152,23 @@ class TrainingLoop:
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         scorer = TokenScorer(model, cfg.score_chunk_size)
-        self.scorer, self.optimizer, self.scheduler = self.acc.prepare(scorer, optimizer, scheduler)
+        self.scorer, self.optimizer, self.scheduler = self.accelerator.prepare(scorer, optimizer, scheduler)
         self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
         self.stop_ids = stop_token_ids(self.tokenizer, model)
         self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
 
     @property
     def policy(self):
-        return self.acc.unwrap_model(self.scorer).model
+        return self.accelerator.unwrap_model(self.scorer).model
 
     # ----------------------------------------------------------------- data
     def batch_indices(self, step: int) -> list[int]:
         """This process's questions at a step: epoch-wise seeded permutations of the training set."""
-        per_step = self.cfg.questions_per_step * self.acc.num_processes
+        per_step = self.cfg.questions_per_step * self.accelerator.num_processes
         epoch, offset = divmod(step, self.steps_per_epoch)
         order = list(range(len(self.train_set)))
         random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
-        start = offset * per_step + self.acc.process_index * self.cfg.questions_per_step
+        start = offset * per_step + self.accelerator.process_index * self.cfg.questions_per_step
         return order[start : start + self.cfg.questions_per_step]
 
     # ----------------------------------------------------------------- one step
@@ -197,9 +193,9 @@ class TrainingLoop:
 
         A step whose loss or gradient norm is non-finite on any process is skipped: its gradients
         are dropped and the weights and AdamW moments stay as they were (`step_skipped`)."""
-        self.acc.backward(loss)
+        self.accelerator.backward(loss)
         # An infinite bound clips nothing but still measures the norm, which the check below needs.
-        grad_norm = self.acc.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
+        grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
         lr = self.scheduler.get_last_lr()[0]
         # (DeepSpeed clips inside its engine and may report no norm.)
         self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
@@ -218,7 +214,7 @@ class TrainingLoop:
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
         cfg = self.cfg
-        with self.acc.autocast():
+        with self.accelerator.autocast():
             result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
                               max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
                               chat_template=cfg.chat_template, seed=cfg.seed)
@@ -240,12 +236,12 @@ class TrainingLoop:
         root = self.run_dir / "checkpoints"
         state = {"step": step, "best_accuracy": self.best_accuracy, "skipped_nonfinite": self.skipped_nonfinite,
                  "nonfinite_in_a_row": self.nonfinite_in_a_row}
-        with ckpt.writing_checkpoint(root, step, state, self.acc.is_main_process) as tmp:
-            self.acc.save_state(str(tmp))
-            self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
+        with ckpt.writing_checkpoint(root, step, state, self.accelerator.is_main_process) as tmp:
+            self.accelerator.save_state(str(tmp))
+            self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
             ckpt.prune(root, self.cfg.keep_checkpoints)
-        self.acc.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
 
     def _checkpoint_tensors(self) -> list[torch.Tensor]:
         moments = [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
@@ -255,30 +251,30 @@ class TrainingLoop:
         """Continues from the newest checkpoint that is complete, loads and is finite; damaged ones
         are set aside (`step-N.damaged`) and said so. metrics.jsonl is cut back to that step."""
         root = self.run_dir / "checkpoints"
-        if self.acc.is_main_process:
+        if self.accelerator.is_main_process:
             notes = [ckpt.restore_dir(self.run_dir / name) for name in ("model", "best-model")]
             notes += [f"removed the half-written checkpoint {name}" for name in ckpt.clean_half_written(root)]
             for note in filter(None, notes):
-                self.acc.print(note)
-        self.acc.wait_for_everyone()
+                self.accelerator.print(note)
+        self.accelerator.wait_for_everyone()
         loaded_any = False
         for path in reversed(ckpt.checkpoints(root)):
             problem, loaded = self._load_checkpoint(path)
             loaded_any |= loaded
             if problem is None:
-                self.acc.print(f"resumed from {path} at step {self.step_index}")
+                self.accelerator.print(f"resumed from {path} at step {self.step_index}")
                 break
-            self.acc.print(f"checkpoint {path} is unusable ({problem}): set aside as {path.name}.damaged")
-            if self.acc.is_main_process:
+            self.accelerator.print(f"checkpoint {path} is unusable ({problem}): set aside as {path.name}.damaged")
+            if self.accelerator.is_main_process:
                 ckpt.set_aside(path)
-            self.acc.wait_for_everyone()
+            self.accelerator.wait_for_everyone()
         else:
             if loaded_any:  # the weights may be half those of a damaged checkpoint: no fresh start from them
                 raise ckpt.RunError(f"no checkpoint in {root} loads (each was set aside as .damaged); "
                                     f"run again with --resume to start over from {self.cfg.model}")
-            self.acc.print(f"--resume: no checkpoint in {root}, starting fresh")
+            self.accelerator.print(f"--resume: no checkpoint in {root}, starting fresh")
         self._read_best()
-        if self.acc.is_main_process:
+        if self.accelerator.is_main_process:
             self._cut_metrics()
 
     def _load_checkpoint(self, path) -> tuple[str | None, bool]:
@@ -288,7 +284,7 @@ class TrainingLoop:
         except ValueError as error:
             return str(error), False
         try:
-            self.acc.load_state(str(path))
+            self.accelerator.load_state(str(path))
             problem = None if self.all_finite(self._checkpoint_tensors()) else "NaN or infinite weights"
         except Exception as error:  # noqa: BLE001 (whatever a damaged file raises, the checkpoint is unusable)
             problem = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
@@ -314,7 +310,8 @@ class TrainingLoop:
             return
         records, unreadable = ckpt.read_lines(metrics)
         if unreadable:
-            self.acc.print(f"{metrics}: dropped {unreadable} unreadable line(s), cut short by a kill or a full disk")
+            self.accelerator.print(f"{metrics}: dropped {unreadable} unreadable line(s), cut short by a kill or a "
+                                   "full disk")
         kept = [r for r in records if isinstance(r, dict) and self.step_index and r.get("step", 0) <= self.step_index]
         ckpt.write_text(metrics, "".join(ckpt.dumps(r) + "\n" for r in kept))
 
@@ -323,31 +320,33 @@ class TrainingLoop:
         if self._stop_signal:  # asked twice: stop now, losing only the step in flight
             raise RunStopped(signum, self.step_index, saved=False)
         self._stop_signal = signum
-        self.acc.print("\nstop requested: finishing this step, then saving a checkpoint "
-                       "(press Ctrl-C again to abandon it)")
+        self.accelerator.print("\nstop requested: finishing this step, then saving a checkpoint "
+                               "(press Ctrl-C again to abandon it)")
 
     def agreed(self, ok: bool) -> bool:
         """Whether `ok` holds on every process (the same answer on all of them)."""
-        if self.acc.num_processes == 1:
+        if self.accelerator.num_processes == 1:
             return ok
-        return self.acc.reduce(torch.tensor(float(not ok), device=self.acc.device), "sum").item() == 0
+        flag = torch.tensor(float(not ok), device=self.accelerator.device)
+        return self.accelerator.reduce(flag, "sum").item() == 0
 
     def all_finite(self, tensors) -> bool:
         return self.agreed(nonfinite_tensors(tensors) == 0)
 
     def _stop_signal_everywhere(self) -> int:
         """The stop signal any process received (all stop after the same step), else 0."""
-        if self.acc.num_processes == 1:
+        if self.accelerator.num_processes == 1:
             return self._stop_signal
-        return int(self.acc.reduce(torch.tensor(self._stop_signal, device=self.acc.device), "max").item())
+        signum = torch.tensor(self._stop_signal, device=self.accelerator.device)
+        return int(self.accelerator.reduce(signum, "max").item())
 
     def _count_skipped(self, metrics: dict) -> None:
         self.skipped_nonfinite += self.step_skipped
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if self.step_skipped else 0
         metrics["skipped_nonfinite"] = self.skipped_nonfinite
         if self.step_skipped:
-            self.acc.print(f"\nstep {self.step_index}: NaN or infinite loss or gradient norm: the step is skipped "
-                           f"({self.nonfinite_in_a_row} in a row)")
+            self.accelerator.print(f"\nstep {self.step_index}: NaN or infinite loss or gradient norm: the step is "
+                                   f"skipped ({self.nonfinite_in_a_row} in a row)")
 
     def _stop_if_diverged(self) -> None:
         limit, streak = self.cfg.max_nonfinite_steps, self.nonfinite_in_a_row
@@ -368,17 +367,17 @@ class TrainingLoop:
                                   f"or another --output-dir")
         if not self.all_finite(list(self.scorer.parameters())):
             raise NonFiniteError(f"the weights of {cfg.model} hold NaN or infinite values: nothing to train")
-        if self.acc.is_main_process:
+        if self.accelerator.is_main_process:
             ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
-        self.acc.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
+        self.accelerator.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.acc.is_main_process,
+        bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.accelerator.is_main_process,
                    desc=self.label, dynamic_ncols=True)
         accuracy = None
-        if cfg.eval_on_start and self.step_index == 0 and self.acc.is_main_process:
+        if cfg.eval_on_start and self.step_index == 0 and self.accelerator.is_main_process:
             accuracy = self.validate(0)
             self._log({"step": 0, "validation_accuracy": accuracy})
-        self.acc.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
         try:
             while self.step_index < self.total_steps and not self._stop_signal_everywhere():
                 metrics = self.step(self.step_index)
@@ -386,9 +385,9 @@ class TrainingLoop:
                 self._count_skipped(metrics)
                 last = self.step_index == self.total_steps
                 due = last or (cfg.eval_every and self.step_index % cfg.eval_every == 0)
-                if self.acc.is_main_process and due:
+                if self.accelerator.is_main_process and due:
                     accuracy = metrics["validation_accuracy"] = self.validate(self.step_index)
-                self.acc.wait_for_everyone()
+                self.accelerator.wait_for_everyone()
                 self._log(metrics)
                 shown = {"reward": metrics["reward_mean"]} if "reward_mean" in metrics else {"loss": metrics["loss"]}
                 if "sample_accuracy" in metrics:  # the sampled answers' accuracy, when gold is known
@@ -406,16 +405,16 @@ class TrainingLoop:
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.acc.end_training()
-        if self.step_index >= self.total_steps and self.acc.is_main_process:
+            self.accelerator.end_training()
+        if self.step_index >= self.total_steps and self.accelerator.is_main_process:
             save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
-            self.acc.print(f"model saved to {self.run_dir / 'model'}")
+            self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
         if stop:  # a non-zero exit (128 + signal), so that a scheduler requeues the run
-            self.acc.print(f"stopped after step {self.step_index}, checkpoint saved: continue with --resume")
+            self.accelerator.print(f"stopped after step {self.step_index}, checkpoint saved: continue with --resume")
             raise RunStopped(stop, self.step_index)
         return self.run_dir
 
     def _log(self, metrics: dict) -> None:
-        if self.acc.is_main_process:
+        if self.accelerator.is_main_process:
             ckpt.append_line(self.run_dir / "metrics.jsonl", ckpt.dumps(metrics))
-        self.acc.log(metrics, step=metrics["step"])
+        self.accelerator.log(metrics, step=metrics["step"])
