@@ -117,14 +117,30 @@ def check_setup(args) -> list[str]:
     for split in ("train", "test") if args.data_dir else ():
         if not (Path(args.data_dir) / f"{split}.jsonl").is_file():
             raise SetupError(f"GSM8K file not found: {Path(args.data_dir) / f'{split}.jsonl'} (pass --data-dir)")
-    for option in args.trl_option:
-        if "=" not in option:
-            raise SetupError(f"--trl-option {option!r}: expected KEY=VALUE")
+    if args.trl_option:
+        check_trl_options(args.trl_option, [n for n in names if n in TRL_TRAINERS])
     return names
 
 
 def trl_options(options: list[str]) -> dict:
     return {key.strip(): yaml.safe_load(value) for key, value in (o.split("=", 1) for o in options)}
+
+
+def check_trl_options(options: list[str], trainers: list[str]) -> None:
+    """Each --trl-option names a setting of every TRL config in use that the comparison leaves free."""
+    if not trainers:
+        raise SetupError("--trl-option: no TRL trainer in --trainers")
+    for option in options:
+        if "=" not in option:
+            raise SetupError(f"--trl-option {option!r}: expected KEY=VALUE")
+    import trl
+
+    for key in trl_options(options):
+        if key in FIXED_TRL_SETTINGS:
+            raise SetupError(f"--trl-option {key}: set by the comparison itself")
+        for config_class in (trl.GRPOConfig if n == "grpo" else trl.RLOOConfig for n in trainers):
+            if key not in {f.name for f in dataclasses.fields(config_class)}:
+                raise SetupError(f"--trl-option {key}: not a {config_class.__name__} setting")
 
 
 def find_gguf(explicit: str | None) -> Path:
@@ -303,6 +319,10 @@ FIXED_TRL_SETTINGS = ("output_dir", "use_cpu", "bf16", "fp16", "seed", "model_in
                       "gradient_checkpointing", "max_steps", "logging_steps")
 
 
+TRL_DEFAULTS_SHOWN = ("loss_type", "scale_rewards", "normalize_advantages", "epsilon", "max_grad_norm",
+                      "lr_scheduler_type", "cache_implementation", "use_transformers_continuous_batching")
+
+
 def trl_config(name: str, spec: dict):
     """TRL's trainer class and its config at the comparison's shape: fp32 on the CPU, one
     generation and one optimizer step per batch (on-policy, no old-policy pass), file order."""
@@ -310,11 +330,7 @@ def trl_config(name: str, spec: dict):
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     config_class, trainer_class = (GRPOConfig, GRPOTrainer) if name == "grpo" else (RLOOConfig, RLOOTrainer)
-    extra = trl_options(spec["trl_option"])
-    for key in extra:
-        if key in FIXED_TRL_SETTINGS or key not in {f.name for f in dataclasses.fields(config_class)}:
-            raise SystemExit(f"--trl-option {key}: " + ("set by the comparison itself" if key in FIXED_TRL_SETTINGS
-                                                         else f"not a {config_class.__name__} setting"))
+    extra = trl_options(spec["trl_option"])  # checked by check_trl_options
     args = config_class(
         output_dir=spec["run_dir"], use_cpu=True, bf16=False, fp16=False, seed=spec["seed"],
         model_init_kwargs={"dtype": torch.float32}, learning_rate=spec["lr"], beta=spec["beta"],
@@ -383,9 +399,9 @@ def run_trl(name: str, spec: dict) -> dict:
     rss_loaded = peak_rss_so_far_gib()
     trainer.train()
     return {"steps": steps, "peak_rss_after_load_gib": rss_loaded,
-            "settings": {"gradient_checkpointing": bool(args.gradient_checkpointing), "optim": str(args.optim),
-                         "loss_type": getattr(args, "loss_type", None),
-                         "scale_rewards": getattr(args, "scale_rewards", None),
+            "settings": {"gradient_checkpointing": bool(args.gradient_checkpointing),
+                         **{k: getattr(getattr(args, k), "value", getattr(args, k))  # enums as their names
+                            for k in ("optim", *TRL_DEFAULTS_SHOWN) if hasattr(args, k)},
                          "trl_version": importlib.metadata.version("trl"),
                          "malloc_tuning": spec["trl_malloc_tuning"], "options": extra}}
 
@@ -462,6 +478,10 @@ def report(result: dict) -> None:
           f"lr {c['lr']:g}, beta {c['beta']:g}, fp32, gradient checkpointing "
           f"{'on' if c['gradient_checkpointing'] else 'off'}; run order {', '.join(result['order'])}; "
           f"{c['steps']} steps per run")
+    print(", ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    for name in names:
+        settings = next(r["settings"] for r in result["runs"] if r["trainer"] == name)
+        print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k != "trl_version"))
     rows = [("per step, median (s)", lambda x: f"{x['median_step_s']:.2f}"),
             ("  min - max", lambda x: f"{x['min_step_s']:.2f} - {x['max_step_s']:.2f}"),
             ("  each run's median", lambda x: ", ".join(f"{v:.2f}" for v in x["run_median_step_s"])),

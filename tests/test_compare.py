@@ -60,6 +60,21 @@ def test_setup_problems_are_one_line(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err == f"compare: GSM8K file not found: {tmp_path / 'train.jsonl'} (pass --data-dir)\n"
     assert compare.main(["--trainers", "latro,ppo"]) == 2
     assert "expected latro and/or grpo, rloo" in capsys.readouterr().err
+    assert compare.main(["--trainers", "latro", "--trl-option", "epsilon=0.1"]) == 2
+    assert capsys.readouterr().err == "compare: --trl-option: no TRL trainer in --trainers\n"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs TRL")
+def test_trl_options_are_checked_before_any_run(capsys):
+    """The settings that define the comparison cannot be overridden, and a misspelt one is named."""
+    for option, error in (("beta=0.1", "--trl-option beta: set by the comparison itself"),
+                          ("betta=0.1", "--trl-option betta: not a GRPOConfig setting"),
+                          ("loss_type=grpo", "--trl-option loss_type: not a RLOOConfig setting"),
+                          ("static", "--trl-option 'static': expected KEY=VALUE")):
+        assert compare.main(["--trainers", "latro,grpo,rloo", "--model", "unused", "--trl-option", option]) == 2
+        assert capsys.readouterr().err == f"compare: {error}\n"
+    assert compare.trl_options(["cache_implementation=static", "epsilon=0.1", "mask_truncated_completions=true"]) \
+        == {"cache_implementation": "static", "epsilon": 0.1, "mask_truncated_completions": True}
 
 
 @pytest.fixture(scope="module")
