@@ -88,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads in each process (0 = torch's default).")
     p.add_argument("--output", help="JSON file for every raw number.")
     p.add_argument("--verbose", action="store_true", help="Show the trainers' own output.")
-    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # trainer, spec file, result file
     return p.parse_args(argv)
 
 
@@ -109,11 +109,10 @@ def check_setup(args) -> list[str]:
         raise SetupError(f"--trainers {args.trainers!r}: expected latro and/or {', '.join(TRL_TRAINERS)}")
     if any(n in TRL_TRAINERS for n in names) and importlib.util.find_spec("trl") is None:
         raise SetupError("TRL is not installed: pip install -e .[bench]   (or run --trainers latro)")
-    for setting in ("steps", "rounds", "questions_per_step", "max_completion_length"):
-        if getattr(args, setting) < 1:
-            raise SetupError(f"--{setting.replace('_', '-')} must be at least 1")
-    if args.num_generations < 2:
-        raise SetupError("--num-generations must be at least 2 (group baselines need two samples)")
+    for setting, least in (("steps", 1), ("rounds", 1), ("questions_per_step", 1), ("max_completion_length", 1),
+                           ("num_generations", 2), ("answer_tokens", 0), ("threads", 0)):
+        if getattr(args, setting) < least:
+            raise SetupError(f"--{setting.replace('_', '-')} must be at least {least}")
     for split in ("train", "test") if args.data_dir else ():
         if not (Path(args.data_dir) / f"{split}.jsonl").is_file():
             raise SetupError(f"GSM8K file not found: {Path(args.data_dir) / f'{split}.jsonl'} (pass --data-dir)")
@@ -169,6 +168,7 @@ def prepare_model(args) -> str:
     print(f"dequantising {gguf} to {target} (once)", flush=True)
     partial = target.with_name(target.name + ".partial")
     save_model(load_model(str(gguf), "float32"), load_tokenizer(str(gguf)), partial)
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete copy from an older version
     partial.replace(target)  # complete or absent, never half-written
     return str(target)
 
@@ -180,7 +180,7 @@ def run_child(name: str, spec: dict, work: Path, index: int, verbose: bool) -> d
     spec_path.write_text(json.dumps({**spec, "run_dir": str(work / f"{index:02d}-{name}")}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", f"{name}:{spec_path}:{out_path}"]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(spec_path), str(out_path)]
     started = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=None if verbose else log, stderr=subprocess.STDOUT)
@@ -196,8 +196,7 @@ def run_child(name: str, spec: dict, work: Path, index: int, verbose: bool) -> d
     return result
 
 
-def child_main(arg: str) -> None:
-    name, spec_path, out_path = arg.split(":", 2)
+def child_main(name: str, spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     import torch
 
@@ -524,7 +523,7 @@ def versions(names: list[str]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        child_main(args.child)
+        child_main(*args.child)
         return 0
     try:
         names = check_setup(args)

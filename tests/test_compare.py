@@ -60,6 +60,8 @@ def test_setup_problems_are_one_line(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err == f"compare: GSM8K file not found: {tmp_path / 'train.jsonl'} (pass --data-dir)\n"
     assert compare.main(["--trainers", "latro,ppo"]) == 2
     assert "expected latro and/or grpo, rloo" in capsys.readouterr().err
+    assert compare.main(["--trainers", "latro", "--num-generations", "1"]) == 2
+    assert capsys.readouterr().err == "compare: --num-generations must be at least 2\n"
     assert compare.main(["--trainers", "latro", "--trl-option", "epsilon=0.1"]) == 2
     assert capsys.readouterr().err == "compare: --trl-option: no TRL trainer in --trainers\n"
 
