@@ -46,13 +46,36 @@ class ModelConfig(Checked):
 
 @dataclass
 class TaskConfig(Checked):
-    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, jsonl, or the synthetic arithmetic / "
-                               "arithmetic_easy.", choices=TASKS)
+    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, dataset (any --dataset; --dataset alone selects "
+                               "it), jsonl (one file per split), or the synthetic arithmetic / arithmetic_easy.",
+                        choices=TASKS)
     data_dir: str | None = setting(None, "Local directory with the task's original files (else the hub).")
-    train_file: str | None = setting(None, "jsonl task: training questions.")
-    validation_file: str | None = setting(None, "jsonl task: validation questions (checkpoint selection).")
-    test_file: str | None = setting(None, "jsonl task: test questions.")
+    dataset: str | None = setting(None, "dataset task: a hub id, or a local JSON, JSONL, CSV, Parquet or Arrow file "
+                                  "(its one split is train) or directory of them (split by file name: train.jsonl, "
+                                  "test.csv, ...), loaded by datasets.load_dataset.")
+    dataset_config: str | None = setting(None, "dataset task: the hub dataset's configuration (e.g. main).")
+    train_split: str = setting("train", "dataset task: the dataset's split to train on.")
+    validation_split: str | None = setting(None, "dataset task: split for validation (checkpoint selection); default: "
+                                           "'validation' if the dataset has one, else a fixed tenth of train (at "
+                                           "least 1, at most 500 questions) held out by a seeded permutation.")
+    test_split: str = setting("test", "dataset task: split for --split test.")
+    question_field: str = setting("question", "dataset/jsonl tasks: column holding the question.")
+    answer_field: str = setting("answer", "dataset/jsonl tasks: column holding the final answer (a GSM8K-style "
+                                "'worked solution #### 42' gives 42, and the text before '####' as rationale).")
+    choices_field: str = setting("choices", "dataset/jsonl tasks: column of options (a list of texts, of {label, "
+                                 "text}, or {label: [...], text: [...]}; in CSV a JSON list); absent = open answer.")
+    rationale_field: str = setting("rationale", "dataset/jsonl tasks: column of a worked rationale (for latro sft).")
+    train_file: str | None = setting(None, "jsonl/dataset tasks: training questions (a file of any --dataset format).")
+    validation_file: str | None = setting(None, "jsonl/dataset tasks: validation questions (checkpoint selection).")
+    test_file: str | None = setting(None, "jsonl/dataset tasks: test questions.")
     chat_template: bool = setting(True, "Wrap prompts in the tokenizer's chat template when it has one.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dataset is not None and self.task == "gsm8k":  # the default: --dataset alone means its task
+            self.task = "dataset"
+        if self.dataset is not None and self.task not in ("dataset", "jsonl"):
+            raise SettingError("dataset", f"task {self.task!r} reads its own data; --dataset needs --task dataset")
 
 
 @dataclass

@@ -215,7 +215,7 @@ def test_jsonl_missing_split_file_is_clear():
 def test_registry():
     assert set(TASKS) >= {"gsm8k", "arc_challenge", "jsonl"}
     assert isinstance(get_task("gsm8k", data_dir="d", validation_size=3), GSM8K)
-    with pytest.raises(ValueError, match="known tasks: arc_challenge, arithmetic, arithmetic_easy, gsm8k, jsonl"):
+    with pytest.raises(ValueError, match="known tasks: arc_challenge, arithmetic, arithmetic_easy, dataset, gsm8k, js"):
         get_task("mmlu")
 
 

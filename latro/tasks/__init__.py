@@ -13,7 +13,7 @@ import_all("latro.tasks")
 from latro.tasks.arc import ARCChallenge  # noqa: E402  (after the registrations, for re-export)
 from latro.tasks.arithmetic import Arithmetic, ArithmeticEasy  # noqa: E402
 from latro.tasks.gsm8k import GSM8K  # noqa: E402
-from latro.tasks.jsonl import JsonlTask  # noqa: E402
+from latro.tasks.jsonl import DatasetTask, JsonlTask  # noqa: E402
 
 
 def get_task(name: str, **kwargs) -> Task:
@@ -30,5 +30,5 @@ def task_from_config(cfg) -> Task:
     return TASKS[cfg.task].from_config(cfg)
 
 
-__all__ = ["ARCChallenge", "Arithmetic", "ArithmeticEasy", "DataError", "Example", "GSM8K", "JsonlTask", "TASKS",
-           "Task", "get_task", "register_task", "task_from_config"]
+__all__ = ["ARCChallenge", "Arithmetic", "ArithmeticEasy", "DataError", "DatasetTask", "Example", "GSM8K",
+           "JsonlTask", "TASKS", "Task", "get_task", "register_task", "task_from_config"]
