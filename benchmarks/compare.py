@@ -203,7 +203,7 @@ def child_main(name: str, spec_path: str, out_path: str) -> None:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     if name == "latro" or spec["trl_malloc_tuning"]:
-        from latro.cli import return_freed_memory_to_the_os
+        from latro.modeling import return_freed_memory_to_the_os
 
         return_freed_memory_to_the_os()  # what `latro train` does first
     result = run_latro(spec) if name == "latro" else run_trl(name, spec)
@@ -219,14 +219,12 @@ def peak_rss_so_far_gib() -> float:
 # ----------------------------------------------------------------------------- latro (child)
 def run_latro(spec: dict) -> dict:
     from latro.config import TrainConfig
-    from latro.trainer import Trainer
+    from latro.loop import TrainingLoop
 
-    class InOrder(Trainer):
+    def in_order(self, step: int) -> list[int]:
         """Questions in file order, as TRL gets them (no shuffling)."""
-
-        def batch_indices(self, step: int) -> list[int]:
-            q = self.cfg.questions_per_step
-            return list(range(step * q, step * q + q))
+        q = self.cfg.questions_per_step
+        return list(range(step * q, step * q + q))
 
     cfg = TrainConfig(
         model=spec["model"], task="gsm8k", data_dir=spec["data_dir"], output_dir=spec["run_dir"],
@@ -235,7 +233,10 @@ def run_latro(spec: dict) -> dict:
         lr=spec["lr"], beta=spec["beta"], temperature=1.0, dtype="float32", seed=spec["seed"],
         gradient_checkpointing=spec["gradient_checkpointing"], max_steps=spec["steps"],
         train_limit=spec["steps"] * spec["questions_per_step"], eval_every=0)
-    trainer = InOrder(cfg)
+    TrainingLoop.batch_indices = in_order  # this child process trains nothing else
+    from latro.algorithms import build_trainer
+
+    trainer = build_trainer(cfg)
     rss_loaded = peak_rss_so_far_gib()
     steps = []
     for i in range(spec["steps"]):
@@ -248,10 +249,11 @@ def run_latro(spec: dict) -> dict:
                                  "update": metrics["time_update"]},
                       "reward_mean": metrics["reward_mean"], "kl": metrics["kl"], "loss": metrics["loss"]})
         print(f"latro step {i + 1}: {total:.1f}s {metrics['sampled_tokens']} tokens", flush=True)
+    estimator = trainer.algorithm.estimator
     return {"steps": steps, "peak_rss_after_load_gib": rss_loaded,
             "settings": {"gradient_checkpointing": cfg.gradient_checkpointing, "reward": cfg.reward,
-                         "estimator": trainer.estimator.__name__ if hasattr(trainer.estimator, "__name__")
-                         else str(trainer.estimator), "answer_tokens": cfg.answer_tokens}}
+                         "estimator": getattr(estimator, "__name__", str(estimator)),
+                         "answer_tokens": cfg.answer_tokens}}
 
 
 # ----------------------------------------------------------------------------- TRL (child)
@@ -397,6 +399,7 @@ def run_trl(name: str, spec: dict) -> dict:
                             callbacks=[step_timer(name, clock, seen, steps)])
     rss_loaded = peak_rss_so_far_gib()
     trainer.train()
+    estimator = trainer.algorithm.estimator
     return {"steps": steps, "peak_rss_after_load_gib": rss_loaded,
             "settings": {"gradient_checkpointing": bool(args.gradient_checkpointing),
                          **{k: getattr(getattr(args, k), "value", getattr(args, k))  # enums as their names
