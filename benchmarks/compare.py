@@ -399,7 +399,6 @@ def run_trl(name: str, spec: dict) -> dict:
                             callbacks=[step_timer(name, clock, seen, steps)])
     rss_loaded = peak_rss_so_far_gib()
     trainer.train()
-    estimator = trainer.algorithm.estimator
     return {"steps": steps, "peak_rss_after_load_gib": rss_loaded,
             "settings": {"gradient_checkpointing": bool(args.gradient_checkpointing),
                          **{k: getattr(getattr(args, k), "value", getattr(args, k))  # enums as their names

@@ -59,20 +59,34 @@ def _load_for_evaluation(cfg, command: str):
 
 
 def _eval(args) -> None:
-    from latro.evaluate import evaluate
+    from accelerate import Accelerator
+
+    from latro.evaluate import evaluate, results_file
 
     cfg = C.from_args(C.EvalConfig, args)
+    accelerator = Accelerator()  # one process, or a shard of the questions each under `accelerate launch`
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "eval")
+    if accelerator.num_processes > 1:
+        model.to(accelerator.device)
     result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                      chat_template=cfg.chat_template, seed=cfg.seed)
+                      chat_template=cfg.chat_template, seed=cfg.seed, accelerator=accelerator, progress=True)
+    if not accelerator.is_main_process:
+        return
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg)
+    samples_path = out.with_name(f"samples_{out.stem}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": cfg.model, "task": cfg.task, "split": cfg.split, **result}, indent=1))
+    with open(samples_path, "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in result["records"])
+    report = results_file(cfg, task, examples, result, samples_path, accelerator.num_processes)
+    out.write_text(json.dumps(report, indent=1))
     print(f"{cfg.task} {cfg.split}: {_counted(result)}")
     for name, value in result["metrics"].items():
-        print(f"  {name:>8}: {100 * value:.1f}%")
-    print(f"written to {out}")
+        low, high = result["ci95"][name]
+        stderr = result["stderr"][name]
+        spread = "" if stderr is None else f" ± {100 * stderr:.1f} (stderr), 95% CI [{100 * low:.1f}, {100 * high:.1f}]"
+        print(f"  {name:>8}: {100 * value:.1f}%{spread}")
+    print(f"written to {out} (each question in {samples_path.name})")
 
 
 def _counted(result: dict) -> str:
@@ -84,10 +98,11 @@ def _counted(result: dict) -> str:
 
 
 def _default_eval_path(cfg, kind: str = "eval") -> Path:
-    """Next to the model when it is local (a run's model directory or a .gguf file), else here."""
-    model = Path(cfg.model)
-    where = model if model.is_dir() else model.parent if model.is_file() else Path(".")
-    return where / f"{kind}-{cfg.task}-{cfg.split}.json"
+    """./eval-results/<model>/<kind>-<task>-<split>.json: in the working directory, never inside an
+    installed package (where a shipped model such as latro/demo/model lives)."""
+    model = Path(cfg.model.rstrip("/"))
+    name = "__".join(model.parts[-2:]) if not model.exists() else model.name  # hub "org/name" -> org__name
+    return Path("eval-results") / name / f"{kind}-{cfg.task}-{cfg.split}.json"
 
 
 def _dgdiff(args) -> None:

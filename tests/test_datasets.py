@@ -142,13 +142,20 @@ def test_dataset_setting_selects_the_task_or_is_refused(cli_error, tmp_path):
         "--dataset: task 'arc_challenge' reads its own data; --dataset needs --task dataset"
 
 
-def test_eval_cli_on_a_csv_dataset(tiny_model_dir, tmp_path, capsys):
+def test_eval_cli_on_a_csv_dataset_writes_a_comparable_report(tiny_model_dir, tmp_path, monkeypatch):
     from latro.cli import main
 
     path = _write(tmp_path / "qa.csv", ROWS)
-    out = tmp_path / "eval.json"
+    monkeypatch.chdir(tmp_path)
     main(["eval", "--model", str(tiny_model_dir), "--dataset", str(path), "--test-split", "train",
-          "--samples", "0", "--max-new-tokens", "4", "--output", str(out)])
-    report = json.loads(out.read_text())
-    assert report["task"] == "dataset" and report["n"] == 3
-    assert [r["gold"] for r in report["records"]] == ["5", "Paris", "B"]
+          "--samples", "0", "--max-new-tokens", "4"])
+    out = tmp_path / "eval-results" / tiny_model_dir.name
+    report = json.loads((out / "eval-dataset-test.json").read_text())
+    assert set(report) >= {"results", "configs", "versions", "n-samples", "date"} and report["task"] == "dataset"
+    assert set(report["results"]["dataset"]) == {"greedy", "greedy_stderr", "greedy_ci95", "n", "skipped"}
+    config = report["configs"]["dataset"]
+    assert config["generation"]["max_new_tokens"] == 4 and config["settings"]["dataset"] == str(path)
+    assert config["prompt"]["first_question"] == "What is 2 + 3? Let's think step by step."
+    assert report["versions"]["torch"] and report["versions"]["transformers"]
+    records = [json.loads(line) for line in (out / "samples_eval-dataset-test.jsonl").read_text().splitlines()]
+    assert [r["gold"] for r in records] == ["5", "Paris", "B"]

@@ -8,7 +8,7 @@ import pytest
 from latro.cli import main
 from latro.evaluate import evaluate
 from latro.prompts import encode_prompt
-from latro.tasks import Example
+from latro.tasks import Example, JsonlTask
 from latro.tasks.gsm8k import NumericTask
 
 TOO_LONG = "What is " + " + ".join(["7"] * 400) + "?"  # > 512 tokens, the tiny model's context
@@ -53,7 +53,9 @@ def test_eval_and_dgdiff_report_skipped_questions(tiny_model_dir, tmp_path, caps
     assert "jsonl test: 3 questions, 1 skipped (prompt longer than the model's context); the numbers are over " \
            "the 2 evaluated" in capsys.readouterr().out
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert (report["n"], report["skipped"], len(report["records"])) == (2, 1, 3)
+    records = (tmp_path / "samples_eval.jsonl").read_text().splitlines()
+    assert (report["results"]["jsonl"]["n"], report["results"]["jsonl"]["skipped"], len(records)) == (2, 1, 3)
+    assert report["n-samples"] == {"jsonl": {"original": 3, "effective": 2}}
 
     main(["dgdiff", *common, "--candidates", "2", "--answer-tokens", "2", "--discriminators", "latro,majority",
           "--output", str(tmp_path / "dg.json")])
@@ -63,3 +65,33 @@ def test_eval_and_dgdiff_report_skipped_questions(tiny_model_dir, tmp_path, caps
 
     data.write_text(json.dumps(rows[1]) + "\n")
     assert cli_error(["eval", *common]) == "none of the 1 questions fits the model's 512-token context"
+
+
+def test_standard_error_and_bootstrap_interval():
+    from latro.evaluate import summarize
+
+    records = [{"scores": {"greedy": i < 3, "pass@2": True}} for i in range(10)] + [{"skipped": "too long"}]
+    result = summarize(records, seed=0)
+    assert (result["n"], result["skipped"], result["metrics"]["greedy"]) == (10, 1, 0.3)
+    assert result["stderr"]["greedy"] == pytest.approx((0.3 * 0.7 / 9) ** 0.5)  # = std(ddof=1) / sqrt(n)
+    low, high = result["ci95"]["greedy"]
+    assert 0.0 <= low < 0.3 < high <= 0.7 and result["ci95"] == summarize(records, seed=0)["ci95"]
+    assert result["stderr"]["pass@2"] == 0.0 and result["ci95"]["pass@2"] == [1.0, 1.0]
+
+
+def test_shards_cover_every_question_once_and_gather_in_order(tiny_model, tokenizer):
+    """Two processes simulated: each evaluates its shard; the gathered records equal one process's."""
+    from types import SimpleNamespace
+
+    from latro.evaluate import evaluate, gather_records, shard
+
+    assert [shard(5, rank, 2) for rank in (0, 1)] == [[0, 2, 4], [1, 3]]
+    task = JsonlTask()
+    examples = [Example(f"q{i}", f"What is {i} + 1?", str(i + 1)) for i in range(5)]
+    whole = evaluate(tiny_model, tokenizer, task, examples, max_new_tokens=4, batch_size=2)
+    parts = [evaluate(tiny_model, tokenizer, task, examples, max_new_tokens=4, batch_size=2,
+                      accelerator=SimpleNamespace(process_index=rank, num_processes=2))["records"]
+             for rank in (0, 1)]
+    indexed = [(i, r) for rank, records in enumerate(parts) for i, r in zip(shard(5, rank, 2), records)]
+    assert gather_records(indexed[::-1]) == whole["records"]
+    assert [r["id"] for r in gather_records(indexed)] == [f"q{i}" for i in range(5)]

@@ -25,7 +25,7 @@ def train_args(model_dir, data, out, *extra):
             "--save-every", "2", "--seed", "0", *extra]
 
 
-def test_train_writes_run_files_then_resumes(tiny_model_dir, arith_files, tmp_path):
+def test_train_writes_run_files_then_resumes(tiny_model_dir, arith_files, tmp_path, monkeypatch):
     out = tmp_path / "run"
     main(train_args(tiny_model_dir, arith_files, out, "--max-steps", "3"))
     assert (out / "config.yaml").exists()
@@ -51,11 +51,15 @@ def test_train_writes_run_files_then_resumes(tiny_model_dir, arith_files, tmp_pa
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3, 4, 5]
 
+    monkeypatch.chdir(tmp_path)
     main(["eval", "--model", str(out / "model"), "--task", "jsonl", "--test-file", str(arith_files / "test.jsonl"),
           "--split", "test", "--limit", "3", "--samples", "2", "--max-new-tokens", "6"])
-    report = json.loads((out / "model" / "eval-jsonl-test.json").read_text())
-    assert report["n"] == 3 and set(report["metrics"]) == {"greedy", "maj@2", "pass@2"}
-    assert len(report["records"]) == 3 and len(report["records"][0]["samples"]) == 2
+    results = tmp_path / "eval-results" / "model"  # in the working directory, not beside the model
+    report = json.loads((results / "eval-jsonl-test.json").read_text())
+    assert report["results"]["jsonl"]["n"] == 3 and {"greedy", "maj@2_stderr", "pass@2_ci95"} <= set(
+        report["results"]["jsonl"])
+    records = [json.loads(line) for line in (results / "samples_eval-jsonl-test.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and len(records[0]["samples"]) == 2
 
 
 def test_stopped_run_resumes_to_the_same_result(tiny_model_dir, arith_files, tmp_path):
