@@ -124,14 +124,28 @@ def inode(path: Path) -> int | None:
         return None
 
 
-def signal_during_training(proc, out: Path, signum: int, training_seconds: float, rng) -> bool:
-    """Sends `signum` at a uniformly random moment of the training phase; False if the run ended first."""
+def metrics_lines(out: Path) -> int:
+    try:
+        return (out / "metrics.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def signal_during_training(proc, out: Path, signum: int, step_seconds: float, rng) -> bool:
+    """Sends `signum` at a random moment of the training phase: after a random number of the
+    steps still to do have been logged, plus a random part of a step (which covers that step's
+    validation, checkpoint and best model, and the next step's work). False if the run ended first."""
     before = inode(out / "config.yaml")
     while not training_began(out, before):
         if proc.poll() is not None:
             return False
         time.sleep(0.01)
-    time.sleep(rng.uniform(0, training_seconds))
+    target = rng.randint(metrics_lines(out), STEPS - 1)
+    while metrics_lines(out) < target:
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0, 1.5 * step_seconds))
     if proc.poll() is not None:
         return False
     proc.send_signal(signum)
@@ -221,14 +235,15 @@ class Tally:
 # ----------------------------------------------------------------- the groups
 def kill_group(ctx, tally: Tally, trials: int, rng) -> None:
     """Two SIGKILLs per trial: one during the run, one during its first resume."""
-    half_written = 0
+    half_written = kills = 0
     for trial in range(trials):
         out = ctx.work / f"kill-{trial}"
         seen = []
         for resume in ((), ("--resume",)):
             proc = launch(train_args(ctx.model, ctx.data, out, *resume))
-            if signal_during_training(proc, out, signal.SIGKILL, ctx.training_seconds, rng):
+            if signal_during_training(proc, out, signal.SIGKILL, ctx.step_seconds, rng):
                 proc.wait()
+                kills += 1
                 state = leftovers(out)
                 text = (out / "metrics.jsonl").read_bytes() if (out / "metrics.jsonl").exists() else b""
                 if state or (text and not text.endswith(b"\n")):
@@ -242,7 +257,7 @@ def kill_group(ctx, tally: Tally, trials: int, rng) -> None:
         problem = f"resume exit {rc}: {err.strip().splitlines()[-1:]}" if rc else same_as_reference(out, ctx.reference)
         tally.add("kill", f"trial {trial}: " + "; ".join(seen)[:52], problem)
         shutil.rmtree(out, ignore_errors=True)
-    tally.note("kill", f"{half_written} of the kills left a half-written file or directory behind")
+    tally.note("kill", f"{kills} kill -9 moments; {half_written} of them left a half-written file or directory")
 
 
 def signal_group(ctx, tally: Tally, trials: int, rng) -> None:
@@ -251,7 +266,7 @@ def signal_group(ctx, tally: Tally, trials: int, rng) -> None:
         signum = (signal.SIGTERM, signal.SIGINT)[trial % 2]
         out = ctx.work / f"signal-{trial}"
         proc = launch(train_args(ctx.model, ctx.data, out))
-        sent = signal_during_training(proc, out, signum, ctx.training_seconds, rng)
+        sent = signal_during_training(proc, out, signum, ctx.step_seconds, rng)
         rc, _, err = finish(proc)
         status = 128 - rc if rc < 0 else rc  # what a shell or scheduler sees for a process a signal killed
         problem = None
@@ -456,8 +471,9 @@ def main() -> None:
         rc, _, err = finish(proc)
         if rc:
             raise SystemExit(f"the reference run failed:\n{err}")
-        ctx.training_seconds = time.perf_counter() - began
-        print(f"reference run: {time.perf_counter() - started:.1f} s, of which training {ctx.training_seconds:.1f} s; "
+        training_seconds = time.perf_counter() - began
+        ctx.step_seconds = training_seconds / STEPS
+        print(f"reference run: {time.perf_counter() - started:.1f} s, of which training {training_seconds:.1f} s; "
               f"peak size of the run directory {ctx.peak_bytes / 2**20:.1f} MiB", flush=True)
         tally = Tally()
         groups = args.groups.split(",")
