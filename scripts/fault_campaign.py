@@ -140,7 +140,7 @@ def signal_during_training(proc, out: Path, signum: int, step_seconds: float, rn
         if proc.poll() is not None:
             return False
         time.sleep(0.01)
-    target = rng.randint(metrics_lines(out), STEPS - 1)
+    target = rng.randint(min(metrics_lines(out), STEPS - 1), STEPS - 1)
     while metrics_lines(out) < target:
         if proc.poll() is not None:
             return False
