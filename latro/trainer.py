@@ -467,7 +467,6 @@ class Trainer:
             self.acc.end_training()
         stop = stop or self._stop_signal  # one that came during the final save is reported too
         if stop:  # a non-zero exit (128 + signal), so that a scheduler requeues the run
-            self.acc.print(f"stopped after step {self.step_index}, checkpoint saved: continue with --resume")
             raise RunStopped(stop, self.step_index)
         return self.run_dir
 
