@@ -24,8 +24,6 @@ from pathlib import Path
 
 CHECKPOINT_NAME = re.compile(r"step-(\d+)")
 STATE_FILE = "trainer_state.json"
-
-
 RUN_FILES = ("checkpoints", "metrics.jsonl", "model", "best-model")  # what makes a directory hold a run
 
 
@@ -39,7 +37,7 @@ class RunStopped(BaseException):
             name = signal.Signals(signum).name
         except ValueError:
             name = f"signal {signum}"
-        when = "checkpoint saved" if saved else "the step in flight abandoned"
+        when = "nothing to save yet" if step == 0 else "checkpoint saved" if saved else "the step in flight abandoned"
         super().__init__(f"stopped by {name} after step {step} ({when}): continue with --resume")
 
 

@@ -201,7 +201,7 @@ class TrainingLoop:
         self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
         if not self.step_skipped:
             self.optimizer.step()
-            if not self.all_finite(list(self.scorer.parameters())):
+            if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
                 raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
                                      f"the loss and gradient norm were finite: lower --lr (nothing of this step "
                                      f"was saved)")
@@ -401,16 +401,16 @@ class TrainingLoop:
             stop = self._stop_signal_everywhere()
             if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
+            if self.step_index >= self.total_steps and self.accelerator.is_main_process:
+                save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
+                self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
         finally:
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.accelerator.end_training()
-        if self.step_index >= self.total_steps and self.accelerator.is_main_process:
-            save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
-            self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
+        stop = stop or self._stop_signal  # one that came during the final save is reported too
         if stop:  # a non-zero exit (128 + signal), so that a scheduler requeues the run
-            self.accelerator.print(f"stopped after step {self.step_index}, checkpoint saved: continue with --resume")
             raise RunStopped(stop, self.step_index)
         return self.run_dir
 

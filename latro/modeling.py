@@ -141,7 +141,10 @@ def reference_of(model, ref):
 def nonfinite_tensors(tensors) -> int:
     """How many of the tensors hold a NaN or an infinity (one device sync)."""
     checks = [torch.isfinite(t).all() for t in tensors if t.is_floating_point() and t.numel()]
-    return int((~torch.stack(checks)).sum().item()) if checks else 0
+    if not checks:
+        return 0
+    device = checks[0].device  # (tensors may sit on several devices: offloaded moments, a CPU norm)
+    return int((~torch.stack([c.to(device) for c in checks])).sum().item())
 
 
 def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True, extra: dict | None = None) -> None:
