@@ -192,7 +192,7 @@ def run_child(name: str, spec: dict, work: Path, index: int, verbose: bool) -> d
                          + (f": {tail[0]}" if tail else "") + f"; log: {log_path}")
     result = json.loads(out_path.read_text())
     result.update(trainer=name, index=index, peak_rss_gib=usage.ru_maxrss * 1024 / GIB,
-                  process_wall_s=time.perf_counter() - started)
+                  process_wall_s=time.perf_counter() - started, load_at_end=os.getloadavg()[0])
     return result
 
 
@@ -446,6 +446,19 @@ def ratios(summary: dict) -> dict:
     return out
 
 
+def busy_machine_problems(machine: dict, runs: list[dict]) -> list[str]:
+    """Other processes on the CPU make timings unreliable (peak RSS is not affected). A run's own
+    process keeps the 1-minute load average near the core count; well above it, others compete."""
+    cores, problems = machine["cores"] or 1, []
+    if machine["load_before"][0] > 0.5 * cores:
+        problems.append(f"load average {machine['load_before'][0]:.1f} on {cores} cores before the first run")
+    busy = [f"{r['trainer']} run {r['index'] + 1} ({r['load_at_end']:.1f})" for r in runs
+            if r["load_at_end"] > 1.5 * cores]
+    if busy:
+        problems.append(f"load average above {1.5 * cores:g} at the end of " + ", ".join(busy))
+    return [p + ": other processes competed for the CPU, so the timings are not reliable" for p in problems]
+
+
 def question_order_problems(runs: list[dict]) -> list[str]:
     expected = [s["question_ids"] for s in runs[0]["steps"]]
     return [f"{r['trainer']} run {r['index'] + 1} trained on {[s['question_ids'] for s in r['steps']]}, "
@@ -534,6 +547,8 @@ def main(argv=None) -> int:
                                                                 "verbose", "child", "rounds")}
         spec["model"] = model
         machine, order, runs = machine_info(), trainer_sequence(names, args.rounds), []
+        for problem in busy_machine_problems(machine, []):
+            print(f"warning: {problem}", flush=True)
         work = Path(tempfile.mkdtemp(prefix="latro-compare-"))  # kept when a run fails, for its log
         for index, name in enumerate(order):
             print(f"run {index + 1}/{len(order)}: {name} ...", flush=True)
@@ -551,7 +566,8 @@ def main(argv=None) -> int:
     summary = summarize(runs)
     result = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "machine": machine,
               "versions": versions(names), "settings": spec, "order": order, "summary": summary,
-              "ratios": ratios(summary), "problems": question_order_problems(runs), "runs": runs}
+              "ratios": ratios(summary), "runs": runs,
+              "problems": question_order_problems(runs) + busy_machine_problems(machine, runs)}
     report(result)
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1))

@@ -22,8 +22,8 @@ def test_trl_runs_are_bracketed_by_latro_runs():
     assert compare.trainer_sequence(["latro"], 2) == ["latro", "latro"]
 
 
-def fake_run(trainer, index, totals, generate, tokens, rss):
-    return {"trainer": trainer, "index": index, "peak_rss_gib": rss,
+def fake_run(trainer, index, totals, generate, tokens, rss, load=1.0):
+    return {"trainer": trainer, "index": index, "peak_rss_gib": rss, "load_at_end": load,
             "steps": [{"total": t, "generated_tokens": tokens, "question_ids": [f"q{i}"],
                        "phases": {"generate": generate}} for i, t in enumerate(totals)]}
 
@@ -43,6 +43,15 @@ def test_summary_takes_medians_over_every_run_and_ratios_latro_over_trl():
     assert compare.question_order_problems(runs) == []
     runs[1]["steps"][0]["question_ids"] = ["other"]
     assert len(compare.question_order_problems(runs)) == 1
+
+
+def test_a_busy_machine_is_reported():
+    runs = [fake_run("latro", 0, [1], 1, 1, 1, load=2.5), fake_run("grpo", 1, [1], 1, 1, 1, load=3.5)]
+    assert compare.busy_machine_problems({"cores": 2, "load_before": [0.4, 0, 0]}, runs[:1]) == []
+    problems = compare.busy_machine_problems({"cores": 2, "load_before": [1.5, 0, 0]}, runs)
+    cause = ": other processes competed for the CPU, so the timings are not reliable"
+    assert problems == ["load average 1.5 on 2 cores before the first run" + cause,
+                        "load average above 3 at the end of grpo run 2 (3.5)" + cause]
 
 
 def test_setup_problems_are_one_line(monkeypatch, tmp_path, capsys):
@@ -101,7 +110,7 @@ def test_tiny_comparison_end_to_end(tiny_model_dir, gsm8k_dir, tmp_path, capsys)
     result = json.loads(out.read_text())
     names = trainers.split(",")
     assert [r["trainer"] for r in result["runs"]] == (["latro", "grpo", "latro"] if len(names) == 2 else ["latro"])
-    assert result["problems"] == []
+    assert compare.question_order_problems(result["runs"]) == []
     first = [ex.id for ex in GSM8K(str(gsm8k_dir)).load("train")[:4]]
     for run in result["runs"]:
         assert [s["question_ids"] for s in run["steps"]] == [first[:2], first[2:]]
