@@ -10,10 +10,11 @@ model built here (so that writing a checkpoint takes a visible share of a step) 
 addition task, 8 steps with a checkpoint, a validation and a best model every 2 steps and a
 constant learning rate. A reference run does the 8 steps straight. A trial survives when:
 
-  kill     the run is killed (SIGKILL) at a random moment of its training phase, then its first
-           resume too; a last `--resume` finishes and reproduces the reference exactly: same
-           losses, steps 1..8 logged once each in strict JSON, same final weights, same best model,
-           no leftover .tmp/.old, nothing non-finite on disk;
+  kill     the run is killed (SIGKILL), then its first resume too: one of the two at a random
+           moment of training, the other while a checkpoint, model or evaluation is being
+           written; a last `--resume` finishes and reproduces the reference exactly: same losses,
+           steps 1..8 logged once each in strict JSON, same final weights, same best model, no
+           leftover .tmp/.old, nothing non-finite on disk;
   signal   SIGTERM or SIGINT at a random moment of training: the run exits with 128 + signal
            (or finished first), and `--resume` reproduces the reference as above;
   damage   one file of the newest checkpoint or of the run directory is damaged as a disk or a
@@ -431,10 +432,13 @@ def disk_group(ctx, tally: Tally, sizes: int) -> None:
     mount = ctx.work / "disk"
     mount.mkdir()
     peak = ctx.peak_bytes
-    fractions = [0.02 + 0.96 * i / max(1, sizes - 1) for i in range(sizes)]
+    # A few sizes that fill up on config.yaml, a metrics line or an evaluation; the rest spread
+    # over the run's peak, filling up on a model or a checkpoint.
+    tiny = [4, 12, 24, 48][: sizes // 3]
+    spread = [int(peak / 1024 * (0.02 + 0.96 * i / max(1, sizes - len(tiny) - 1))) for i in range(sizes - len(tiny))]
     clear = finished = 0
-    for fraction in fractions:
-        size_kb = max(64, int(peak * fraction / 1024))
+    for size_kb in tiny + spread:
+        fraction = size_kb * 1024 / peak
         try:
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mount)], check=True,
                            capture_output=True)
@@ -445,7 +449,7 @@ def disk_group(ctx, tally: Tally, sizes: int) -> None:
             out = mount / "run"
             rc, _, err = run(train_args(ctx.model, ctx.data, out))
             last = err.strip().splitlines()[-1] if err.strip() else ""
-            outcome = f"stopped at {last.split('writing ')[-1].replace(str(out) + '/', '')}" if rc else "finished"
+            outcome = f"stopped at {Path(last.split('writing ')[-1]).name}" if rc else "finished"
             problem = None
             if rc == 0:
                 finished += 1
@@ -458,7 +462,7 @@ def disk_group(ctx, tally: Tally, sizes: int) -> None:
                 rc, _, err = run(train_args(ctx.model, ctx.data, out, "--resume"))
                 problem = f"resume exit {rc}: {err.strip().splitlines()[-1:]}" if rc \
                     else same_as_reference(out, ctx.reference)
-            tally.add("disk", f"tmpfs of {size_kb} KiB ({fraction:.0%} of the peak): {outcome}"[:70], problem)
+            tally.add("disk", f"tmpfs of {size_kb} KiB ({fraction:.1%} of the peak): {outcome}"[:70], problem)
         finally:
             subprocess.run(["umount", str(mount)], check=False)
     tally.note("disk", f"{clear} stopped with the one-line message, {finished} had room to finish")
