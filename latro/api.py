@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latro.config import DGDiffConfig, EvalConfig, TrainConfig
-from latro.tasks import Example, Task, task_from_config
+from latro.tasks import Example, Task, task_from_config, with_prompt_settings
 from latro.tasks.jsonl import JsonlTask, jsonl_example
 
 
@@ -34,7 +34,7 @@ class RecordsTask(JsonlTask):
 
 
 def _task(cfg, dataset: dict[str, list[dict]] | None) -> Task:
-    return RecordsTask(dataset) if dataset is not None else task_from_config(cfg)
+    return with_prompt_settings(RecordsTask(dataset), cfg) if dataset is not None else task_from_config(cfg)
 
 
 def train(config: TrainConfig, dataset: dict[str, list[dict]] | None = None, algorithm: str = "latro") -> Path:

@@ -46,8 +46,9 @@ class ModelConfig(Checked):
 
 @dataclass
 class TaskConfig(Checked):
-    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, dataset (any --dataset; --dataset alone selects "
-                               "it), jsonl (one file per split), or the synthetic arithmetic / arithmetic_easy.",
+    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, math (MATH, MATH-500), dataset (any --dataset; "
+                               "--dataset alone selects it), jsonl (one file per split), or the synthetic "
+                               "arithmetic / arithmetic_easy.",
                         choices=TASKS)
     data_dir: str | None = setting(None, "Local directory with the task's original files (else the hub).")
     dataset: str | None = setting(None, "dataset task: a hub id, or a local JSON, JSONL, CSV, Parquet or Arrow file "
@@ -69,9 +70,27 @@ class TaskConfig(Checked):
     validation_file: str | None = setting(None, "jsonl/dataset tasks: validation questions (checkpoint selection).")
     test_file: str | None = setting(None, "jsonl/dataset tasks: test questions.")
     chat_template: bool = setting(True, "Wrap prompts in the tokenizer's chat template when it has one.")
+    math_test: str = setting("math500", "math task, test split from the hub: math500 (HuggingFaceH4/MATH-500, the "
+                             "500-problem subset of Lightman et al. 2023) or full (the 5,000 of hendrycks_math).",
+                             choices=["math500", "full"])
+    # --- prompts (default: the paper's prompt of the task as the one user message)
+    system_prompt: str | None = setting(None, "A system message before the prompt (default: none, as the paper).")
+    prompt_template: str | None = setting(None, "Jinja template file of the user message, over the example's fields "
+                                          "question, choices (label, text), options ('(A) x (B) y'), id and prompt "
+                                          "(the task's own prompt); rendered, then put through the chat template.")
+    few_shot: str | None = setting(None, "JSONL file of worked examples in the task's own columns (with a rationale "
+                                   "for chain-of-thought shots) shown before each question; refused if one is a "
+                                   "question of the split evaluated.")
+    num_shots: int = setting(0, "How many of the --few-shot file's examples to show, from its first line (0 = all).",
+                             min=0)
+    few_shot_format: str = setting("chat", "Few-shot examples as chat turns (user question, assistant answer) or as "
+                                   "text inside the user message; without a chat template both are plain text.",
+                                   choices=["chat", "text"])
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_shots and not self.few_shot:
+            raise SettingError("num_shots", f"got {self.num_shots}, but no --few-shot FILE to take them from")
         if self.dataset is not None and self.task == "gsm8k":  # the default: --dataset alone means its task
             self.task = "dataset"
         if self.dataset is not None and self.task not in ("dataset", "jsonl"):

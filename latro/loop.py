@@ -36,9 +36,9 @@ from latro.modeling import (
     nonfinite_tensors,
     save_model,
 )
-from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
+from latro.prompts import encode_prompt, end_of_turn_id, first_prompt, stop_token_ids
 from latro.scorer import TokenScorer
-from latro.tasks import Example, Task, task_from_config
+from latro.tasks import Example, Task, task_from_config, with_prompt_settings
 
 BEST_FILE = "best.json"  # in best-model/: the step and validation accuracy that chose it
 
@@ -88,6 +88,8 @@ class TrainingLoop:
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
+        if task is not None and task.prompt_format is None:
+            task = with_prompt_settings(task, cfg)
         self.task = task or task_from_config(cfg)
         self.algorithm = algorithm(cfg, self.task, self.accelerator)
         self.label = self.algorithm.label
@@ -108,9 +110,12 @@ class TrainingLoop:
         if cfg.train_limit:
             self.train_set = self.train_set[: cfg.train_limit]
         self.validation_set = self.task.load("validation")
+        self._keep_shots_out()
         if cfg.eval_limit:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
+        self.first_prompt = first_prompt(self.tokenizer, self.task, self.train_set, cfg.chat_template)
+        self.accelerator.print(f"prompt of the first training question:\n{self.first_prompt}\n")
         budget = cfg.max_rationale_tokens + max(32, cfg.answer_tokens)  # room for the answer
         fits = [i for i, p in enumerate(self.prompts) if len(p) + budget <= context]
         self.skipped_long = len(self.train_set) - len(fits)
@@ -125,6 +130,19 @@ class TrainingLoop:
                             "(--questions-per-step on each process)")
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
+
+    def _keep_shots_out(self) -> None:
+        """Few-shot examples never come from validation (refused); a training question that is one of
+        them is dropped, since its worked answer would be in its own prompt."""
+        shots = self.task.prompt_format
+        if shots is None or not shots.shots:
+            return
+        shots.refuse_overlap(self.validation_set, "validation")
+        shown = shots.overlap(self.train_set)
+        if shown:
+            self.accelerator.print(f"dropping {len(shown)} training questions that are few-shot examples "
+                                   f"({', '.join(shown.values())})")
+            self.train_set = [ex for i, ex in enumerate(self.train_set) if i not in shown]
 
     def _build_model(self, model):
         cfg = self.cfg
@@ -369,6 +387,7 @@ class TrainingLoop:
             raise NonFiniteError(f"the weights of {cfg.model} hold NaN or infinite values: nothing to train")
         if self.accelerator.is_main_process:
             ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
+            ckpt.write_text(self.run_dir / "prompt.txt", self.first_prompt or "")
         self.accelerator.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.accelerator.is_main_process,
