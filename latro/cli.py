@@ -65,6 +65,7 @@ def _load_for_evaluation(cfg, command: str):
 def _eval(args) -> None:
     from accelerate import Accelerator
 
+    from latro.card import add_evaluation
     from latro.evaluate import evaluate, results_file
 
     cfg = C.from_args(C.EvalConfig, args)
@@ -91,6 +92,8 @@ def _eval(args) -> None:
         spread = "" if stderr is None else f" ± {100 * stderr:.1f} (stderr), 95% CI [{100 * low:.1f}, {100 * high:.1f}]"
         print(f"  {name:>8}: {100 * value:.1f}%{spread}")
     print(f"written to {out} (each question in {samples_path.name})")
+    if add_evaluation(cfg.model, cfg.task, cfg.split, result):
+        print(f"added to the model card {Path(cfg.model) / 'README.md'}")
 
 
 def _counted(result: dict) -> str:

@@ -168,6 +168,10 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
     save_every: int = setting(50, "Write a resumable checkpoint every N steps (and at the end).", min=1)
     keep_checkpoints: int = setting(2, "Resumable checkpoints to keep (older ones are deleted).", min=1)
     report_to: str = setting("none", "Trackers: none, tensorboard, wandb, trackio (comma-separated).")
+    push_to_hub: str | None = setting(None, "Upload the final model (with its model card) to this Hugging Face Hub "
+                                      "repository, e.g. you/smollm2-latro-gsm8k; the token is HF_TOKEN or your "
+                                      "saved login.")
+    hub_private: bool = setting(False, "--push-to-hub: create the repository private.")
 
     def __post_init__(self):
         super().__post_init__()
@@ -178,6 +182,14 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
         if self.answer_tokens == 0 and any(r.own_answer for r, _ in rewards):
             raise SettingError("answer_tokens", f"got 0, but reward {self.reward!r} reads the model's own answer "
                                                 "after the rationale: expected an integer >= 1")
+        if self.push_to_hub:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.push_to_hub)
+            except HFValidationError as err:
+                raise SettingError("push_to_hub", f"got {self.push_to_hub!r}, expected a repository id such as "
+                                                  f"you/model-name ({' '.join(str(err).split())})") from None
         estimator = self.estimator or rewards[0][0].estimator
         if self.num_samples < 2 and estimator != "batch_whiten":
             raise SettingError("num_samples", f"got {self.num_samples}, expected an integer >= 2: the {estimator} "
@@ -291,7 +303,7 @@ def save_yaml(config, path: str | Path) -> None:
 # evaluates, saves and reports, or memory/speed knobs that leave the numbers as they are.
 RESUMABLE = ("max_steps", "epochs", "eval_every", "eval_on_start", "eval_batch_size", "save_every",
              "keep_checkpoints", "report_to", "output_dir", "merge_lora", "gradient_checkpointing",
-             "score_chunk_size", "covo_batch_size")
+             "score_chunk_size", "covo_batch_size", "push_to_hub", "hub_private")
 
 
 def check_resume(cfg, saved: str | Path, echo=print) -> None:

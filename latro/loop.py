@@ -8,6 +8,7 @@ checkpoints, signals, logging and progress. Each step it calls `algorithm.step(b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -23,6 +24,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from latro import checkpoint as ckpt
+from latro.card import card_files, push_model, run_info
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
 from latro.errors import UserError
@@ -99,6 +101,7 @@ class TrainingLoop:
         self._build_model(model)
         self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
+        self.last_validation: dict | None = None  # step, accuracy and size of the latest validation
         self.skipped_nonfinite = self.nonfinite_in_a_row = 0  # steps not applied: in all, and lately
         self.step_skipped = False
         self._stop_signal = 0
@@ -240,12 +243,28 @@ class TrainingLoop:
         out = self.run_dir / "evaluations"
         out.mkdir(exist_ok=True)
         ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
+        self.last_validation = {"step": step, "accuracy": accuracy, "questions": len(self.validation_set)}
         if accuracy > self.best_accuracy:
             # best.json names the evaluation that chose the model, and is what resume compares against.
+            card = self._card({**self.last_validation, "note": "the best validation accuracy of the run"})
             save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora,
-                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy})})
+                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy}), **card})
             self.best_accuracy = accuracy
         return accuracy
+
+    def _card(self, validation: dict | None) -> dict[str, str]:
+        """The model card files of a model saved now (README.md and its source)."""
+        return card_files(run_info(dataclasses.asdict(self.cfg), self.label, validation))
+
+    def _save_final_model(self) -> None:
+        """model/ with its card, then the upload that --push-to-hub asks for."""
+        cfg, final = self.cfg, self.run_dir / "model"
+        save_model(self.policy, self.tokenizer, final, cfg.merge_lora, extra=self._card(self.last_validation))
+        self.accelerator.print(f"model saved to {final}")
+        if cfg.push_to_hub:
+            url = push_model(final, cfg.push_to_hub, cfg.hub_private, f"latro {self.label} on {cfg.task}: "
+                             f"{self.step_index} steps from {cfg.model}")
+            self.accelerator.print(f"model uploaded to {url}")
 
     def save_checkpoint(self, step: int) -> None:
         if not self.all_finite(self._checkpoint_tensors()):
@@ -421,8 +440,7 @@ class TrainingLoop:
             if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
             if self.step_index >= self.total_steps and self.accelerator.is_main_process:
-                save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
-                self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
+                self._save_final_model()
         finally:
             bar.close()
             for sig, handler in previous.items():
