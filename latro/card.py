@@ -25,18 +25,19 @@ REWARD_PAPERS = {
 HUB_DATASETS = {"gsm8k": "openai/gsm8k", "arc_challenge": "allenai/ai2_arc", "math": "EleutherAI/hendrycks_math"}
 
 
-def method_text(algorithm: str, settings: dict) -> str:
+def method_text(info: dict) -> str:
     """What the run optimised, in a paragraph, with the papers it follows."""
-    if algorithm == "sft":
+    settings, resolved = info["settings"], info.get("resolved") or {}
+    if info["algorithm"] == "sft":
         return ("Supervised fine-tuning on the task's gold rationales followed by \"The answer is ...\" (the SFT "
                 f"baseline of {LATRO_PAPER}).")
     reward = settings.get("reward", "latro")
     names = [part.split(":")[0].strip() for part in reward.split(",")]
-    text = (f"Trained with latro's {algorithm} algorithm: K={settings.get('num_samples')} rationales sampled per "
-            f"question at temperature {settings.get('temperature')}, each rewarded by `{reward}`, advantages by "
-            f"{settings.get('estimator') or 'the reward paper’s estimator'}, with a KL penalty "
-            f"(beta={settings.get('beta') if settings.get('beta') is not None else 'the task default'}) to the "
-            f"initial model. ")
+    text = (f"`latro train`: K={settings.get('num_samples')} rationales sampled per question at temperature "
+            f"{settings.get('temperature')} (at most {settings.get('max_rationale_tokens')} tokens), each rewarded "
+            f"by `{reward}`; advantages by the `{resolved.get('estimator', settings.get('estimator'))}` estimator; "
+            f"KL to the initial model weighted by beta={resolved.get('beta', settings.get('beta'))}, in the "
+            f"{resolved.get('kl_in', settings.get('kl_in'))}; AdamW at lr {settings.get('lr')}. ")
     if "latro" in names:
         text += ("The latro reward is the log-likelihood of the gold answer given the question and the sampled "
                  f"rationale, as in {LATRO_PAPER}.")
@@ -44,9 +45,11 @@ def method_text(algorithm: str, settings: dict) -> str:
     return text + (f" Rewards from: {'; '.join(cited)}." if cited else "")
 
 
-def run_info(settings: dict, algorithm: str, validation: dict | None) -> dict:
-    """The contents of RUN_FILE for a model saved by a training run."""
-    return {"algorithm": algorithm, "settings": settings, "validation": validation, "evaluations": []}
+def run_info(settings: dict, algorithm: str, validation: dict | None, resolved: dict | None = None) -> dict:
+    """The contents of RUN_FILE for a model saved by a training run; `resolved`: the values the
+    algorithm chose where a setting is left to its default (beta, estimator, kl_in)."""
+    return {"algorithm": algorithm, "settings": settings, "resolved": resolved or {}, "validation": validation,
+            "evaluations": []}
 
 
 def render_card(info: dict) -> str:
@@ -60,10 +63,10 @@ def render_card(info: dict) -> str:
         base_model=base if base and not Path(base).exists() else None,  # a hub id, not a local path
         library_name="transformers", pipeline_tag="text-generation",
         datasets=[HUB_DATASETS[task]] if task in HUB_DATASETS and not settings.get("data_dir") else None,
-        tags=["latro", info["algorithm"], *(t for t in [task] if t)])
+        tags=list(dict.fromkeys(t for t in ["latro", info["algorithm"], task] if t)))
     lines = [f"# {Path(settings.get('output_dir', 'model')).name}: {info['algorithm']} on {task}", "",
              f"Fine-tuned from `{base}` with [latro](https://arxiv.org/abs/2411.04282) on the `{task}` task.", "",
-             "## Method", "", method_text(info["algorithm"], settings), "", "## Results", ""]
+             "## Method", "", method_text(info), "", "## Results", ""]
     lines += _results(info)
     lines += ["", "## Training settings", "", "The run's `config.yaml` (`latro train --config config.yaml` "
               "repeats it):", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).rstrip(), "```", ""]

@@ -39,6 +39,7 @@ from latro.modeling import (
     save_model,
 )
 from latro.prompts import encode_prompt, end_of_turn_id, first_prompt, stop_token_ids
+from latro.rewards import parse_rewards
 from latro.scorer import TokenScorer
 from latro.tasks import Example, Task, task_from_config, with_prompt_settings
 
@@ -254,7 +255,10 @@ class TrainingLoop:
 
     def _card(self, validation: dict | None) -> dict[str, str]:
         """The model card files of a model saved now (README.md and its source)."""
-        return card_files(run_info(dataclasses.asdict(self.cfg), self.label, validation))
+        cfg, algorithm = self.cfg, self.algorithm
+        resolved = {"beta": getattr(algorithm, "beta", None), "kl_in": getattr(algorithm, "kl_in", None),
+                    "estimator": cfg.estimator or parse_rewards(cfg.reward)[0][0].estimator}
+        return card_files(run_info(dataclasses.asdict(cfg), self.label, validation, resolved))
 
     def _save_final_model(self) -> None:
         """model/ with its card, then the upload that --push-to-hub asks for."""
