@@ -54,6 +54,8 @@ def test_forced_answer_parses_back_and_is_correct():
     ("We get \\boxed{\\frac{2}{4}} in the end", "\\frac{2}{4}", True),
     ("The answer is $\\boxed{\\frac{1}{3}}$.", "\\frac{1}{3}", False),
     ("The answer is $\\boxed{-\\frac{1}{2}}$.", "-\\frac{1}{2}", False),
+    ("The answer is 2. Then 1/2. Then 3.", "2", False),  # the sentence after the marker, not any number in it
+    ("The answer is $\\frac{1}{2}$ of a cake.", "\\frac{1}{2}", True),
     ("I do not know.", None, False),
 ])
 def test_answers_are_read_from_the_box_and_compared_by_value(completion, answer, correct):

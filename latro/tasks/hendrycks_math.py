@@ -42,6 +42,8 @@ FULL = "EleutherAI/hendrycks_math"
 MATH500 = "HuggingFaceH4/MATH-500"
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*")
 _SPACES = re.compile(r"\s+")
+_MATH_SPAN = re.compile(r"\$+([^$]*)\$+")
+_SENTENCE_END = re.compile(r"\.(?:\s|$)")
 
 
 def last_boxed(text: str) -> str | None:
@@ -62,6 +64,15 @@ def last_boxed(text: str) -> str | None:
             if depth == 0:
                 return rest[1:i].strip() or None
     return None
+
+
+def _first_span(line: str) -> str | None:
+    """The answer a line opens with: its first $...$ span, else the text up to the sentence's end (a
+    period then a space or the line's end, so "0.5" stays whole)."""
+    math = _MATH_SPAN.match(line)
+    if math:
+        return math.group(1).strip() or None
+    return _SENTENCE_END.split(line, 1)[0].strip(" *_`") or None
 
 
 def _math_verify():
@@ -144,13 +155,13 @@ class MATH(Task):
         return f"$\\boxed{{{answer}}}$"
 
     def parse_answer(self, text: str, ex: Example) -> str | None:
-        """The box after the last "The answer is", else what follows it up to the line's end, else the
-        text's last box; spaces collapsed so that a majority vote groups equal spellings."""
+        """The box after the last "The answer is", else the first math span or sentence after it, else
+        the text's last box; spaces collapsed so that a majority vote groups equal spellings."""
         tail = after_last_marker(text)
         found = None
         if tail is not None:
-            line = tail.strip().split("\n", 1)[0]
-            found = last_boxed(line) or line.strip(" :*").removeprefix("$").rstrip(" .").removesuffix("$").strip()
+            line = tail.strip(" :*_\n").split("\n", 1)[0]
+            found = last_boxed(line) or _first_span(line)
         found = found or last_boxed(text)
         return _SPACES.sub(" ", found).strip() if found else None
 
