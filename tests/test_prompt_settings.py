@@ -142,3 +142,21 @@ def test_training_drops_shot_questions_and_saves_the_first_prompt(tiny_model_dir
     assert (out / "prompt.txt").read_text() == expected
     assert f"prompt of the first training question:\n{expected}\n" in printed
     assert expected.count("Add carefully.") == 1 and "What is 0 + 0?" in expected and first.question in expected
+
+
+def test_eval_and_dgdiff_prompt_as_training_does(tiny_model_dir, arith_files, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shots = tmp_path / "shots.jsonl"
+    shots.write_text((arith_files / "train.jsonl").read_text().splitlines()[0] + "\n")
+    common = ["--model", str(tiny_model_dir), "--task", "jsonl", "--test-file", str(arith_files / "test.jsonl"),
+              "--limit", "1", "--system-prompt", "Add carefully.", "--few-shot", str(shots)]
+    main(["eval", *common, "--samples", "0", "--max-new-tokens", "2", "--output", "eval.json"])
+    main(["dgdiff", *common, "--candidates", "2", "--max-new-tokens", "2", "--discriminators", "latro",
+          "--output", "dgdiff.json"])
+    cfg = EvalConfig(model=str(tiny_model_dir), task="jsonl", test_file=str(arith_files / "test.jsonl"),
+                     system_prompt="Add carefully.", few_shot=str(shots))
+    task, tok = task_from_config(cfg), build_tokenizer()
+    expected = tok.decode(encode_prompt(tok, task, task.load("test")[0]))
+    assert "Add carefully." in expected and "What is 0 + 0?" in expected
+    assert json.loads((tmp_path / "eval.json").read_text())["configs"]["jsonl"]["prompt"]["first_prompt"] == expected
+    assert json.loads((tmp_path / "dgdiff.json").read_text())["first_prompt"] == expected
