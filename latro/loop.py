@@ -38,7 +38,7 @@ from latro.modeling import (
     nonfinite_tensors,
     save_model,
 )
-from latro.prompts import encode_prompt, end_of_turn_id, first_prompt, stop_token_ids
+from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
 from latro.rewards import parse_rewards
 from latro.scorer import TokenScorer
 from latro.tasks import Example, Task, task_from_config, with_prompt_settings
@@ -118,8 +118,6 @@ class TrainingLoop:
         if cfg.eval_limit:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
-        self.first_prompt = first_prompt(self.tokenizer, self.task, self.train_set, cfg.chat_template)
-        self.accelerator.print(f"prompt of the first training question:\n{self.first_prompt}\n")
         budget = cfg.max_rationale_tokens + max(32, cfg.answer_tokens)  # room for the answer
         fits = [i for i, p in enumerate(self.prompts) if len(p) + budget <= context]
         self.skipped_long = len(self.train_set) - len(fits)
@@ -134,6 +132,8 @@ class TrainingLoop:
                             "(--questions-per-step on each process)")
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
+        self.first_prompt = self.tokenizer.decode(self.prompts[0])  # exactly what the model sees; saved at start
+        self.accelerator.print(f"prompt of the first training question:\n{self.first_prompt}\n")
 
     def _keep_shots_out(self) -> None:
         """Few-shot examples never come from validation (refused); a training question that is one of
