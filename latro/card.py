@@ -65,7 +65,7 @@ def render_card(info: dict) -> str:
         datasets=[HUB_DATASETS[task]] if task in HUB_DATASETS and not settings.get("data_dir") else None,
         tags=list(dict.fromkeys(t for t in ["latro", info["algorithm"], task] if t)))
     lines = [f"# {Path(settings.get('output_dir', 'model')).name}: {info['algorithm']} on {task}", "",
-             f"Fine-tuned from `{base}` with [latro](https://arxiv.org/abs/2411.04282) on the `{task}` task.", "",
+             f"Fine-tuned from `{base}` with the latro toolkit on the `{task}` task.", "",
              "## Method", "", method_text(info), "", "## Results", ""]
     lines += _results(info)
     lines += ["", "## Training settings", "", "The run's `config.yaml` (`latro train --config config.yaml` "
