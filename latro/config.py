@@ -158,6 +158,11 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
     max_steps: int = setting(0, "Stop after this many optimizer steps (0 = from epochs).", min=0)
     train_limit: int = setting(0, "Use only the first N training questions (0 = all).", min=0)
     score_chunk_size: int = setting(512, "Positions per output-head chunk in the scorer (memory vs speed).", min=1)
+    micro_batch_size: int = setting(0, "Sequences per forward+backward pass (memory vs speed): a step's rollouts "
+                                    "(latro; questions with sft) are back-propagated in micro-batches of this many "
+                                    "with gradient accumulation, one optimizer step with the same gradient; latro "
+                                    "first scores them all without gradient for the rewards and advantages (one "
+                                    "extra forward pass). 0 = the whole step in one pass.", min=0)
     # --- evaluation during training (checkpoint selection on validation, never test)
     eval_every: int = setting(50, "Evaluate greedy accuracy on validation every N steps (0 = only at the end).", min=0)
     eval_limit: int = setting(200, "Validation questions per evaluation (0 = all).", min=0)
@@ -303,7 +308,7 @@ def save_yaml(config, path: str | Path) -> None:
 # evaluates, saves and reports, or memory/speed knobs that leave the numbers as they are.
 RESUMABLE = ("max_steps", "epochs", "eval_every", "eval_on_start", "eval_batch_size", "save_every",
              "keep_checkpoints", "report_to", "output_dir", "merge_lora", "gradient_checkpointing",
-             "score_chunk_size", "covo_batch_size", "push_to_hub", "hub_private")
+             "score_chunk_size", "covo_batch_size", "micro_batch_size", "push_to_hub", "hub_private")
 
 
 def check_resume(cfg, saved: str | Path, echo=print) -> None:

@@ -75,6 +75,15 @@ def warn_if_updates_round_away(params, lr: float, report) -> None:
                "float32 master weights in mixed precision")
 
 
+def micro_batches_per_step(cfg, algorithm) -> int:
+    """Backward calls per optimizer step on each process: ceil(sequences per step on a process /
+    --micro-batch-size), 1 without micro-batches. accelerate's gradient accumulation (and DeepSpeed's
+    gradient_accumulation_steps) must count these, so that gradients are exchanged and DeepSpeed
+    steps only after the last one."""
+    sequences = algorithm.sequences_per_step(cfg)
+    return math.ceil(sequences / cfg.micro_batch_size) if cfg.micro_batch_size else 1
+
+
 class TrainingLoop:
     def __init__(self, cfg: TrainConfig, algorithm, task: Task | None = None):
         """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task;
@@ -84,10 +93,12 @@ class TrainingLoop:
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
+        self.micro_batches_per_step = micro_batches_per_step(cfg, algorithm)
         # The schedule follows the step count: one scheduler step per training step, whatever the
         # number of processes and whether the step was applied or skipped.
         self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
-                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False)
+                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False,
+                                       gradient_accumulation_steps=self.micro_batches_per_step)
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
@@ -175,6 +186,11 @@ class TrainingLoop:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         scorer = TokenScorer(model, cfg.score_chunk_size)
         self.scorer, self.optimizer, self.scheduler = self.accelerator.prepare(scorer, optimizer, scheduler)
+        accumulation = self.accelerator.gradient_accumulation_steps  # a DeepSpeed config may set its own
+        if accumulation != self.micro_batches_per_step:
+            raise UserError(f"gradient_accumulation_steps is {accumulation} (set by the accelerate or DeepSpeed "
+                            f"config), but a step makes {self.micro_batches_per_step} backward call(s) "
+                            "(--micro-batch-size): set gradient_accumulation_steps to auto")
         self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
         self.stop_ids = stop_token_ids(self.tokenizer, model)
         self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
@@ -210,17 +226,31 @@ class TrainingLoop:
         self.scheduler.step()
         return 0.0, lr
 
-    def update(self, loss: torch.Tensor) -> tuple[float, float]:
+    def update(self, loss) -> tuple[float, float]:
         """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used).
 
+        `loss`: the step's loss, or one function per micro-batch returning its share of the loss
+        (with gradient; the shares add up to the loss), each called and back-propagated in turn
+        under accelerate's gradient accumulation: the gradients add up, and are exchanged between
+        processes (DeepSpeed steps its engine) only after the last one.
         A step whose loss or gradient norm is non-finite on any process is skipped: its gradients
         are dropped and the weights and AdamW moments stay as they were (`step_skipped`)."""
-        self.accelerator.backward(loss)
+        shares = [lambda: loss] if torch.is_tensor(loss) else loss
+        if len(shares) != self.micro_batches_per_step:  # accumulate() would exchange gradients at the wrong call
+            raise RuntimeError(f"{len(shares)} micro-batches in a step, expected {self.micro_batches_per_step}")
+        total = 0.0
+        for share in shares:
+            with self.accelerator.accumulate(self.scorer):
+                part = share()
+                # accelerate (or DeepSpeed's engine) divides each backward by the accumulation
+                # steps; the shares already add up to the step's loss.
+                self.accelerator.backward(part * self.accelerator.gradient_accumulation_steps)
+            total = total + part.detach()
         # An infinite bound clips nothing but still measures the norm, which the check below needs.
         grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
         lr = self.scheduler.get_last_lr()[0]
         # (DeepSpeed clips inside its engine and may report no norm.)
-        self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
+        self.step_skipped = not self.all_finite([total] + ([] if grad_norm is None else [grad_norm]))
         if not self.step_skipped:
             self.optimizer.step()
             if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
