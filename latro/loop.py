@@ -8,6 +8,7 @@ checkpoints, signals, logging and progress. Each step it calls `algorithm.step(b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -25,6 +26,15 @@ from tqdm.auto import tqdm
 from latro import checkpoint as ckpt
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
+from latro.distributed import (
+    configure_deepspeed,
+    full_state_dict,
+    gathered_root,
+    is_deepspeed,
+    is_sharded,
+    local_tensors,
+    prepare_reference,
+)
 from latro.errors import UserError
 from latro.evaluate import evaluate
 from latro.modeling import (
@@ -127,14 +137,22 @@ class TrainingLoop:
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
 
     def _build_model(self, model):
-        cfg = self.cfg
+        cfg, accelerator = self.cfg, self.accelerator
+        # Sharded (ZeRO-3, FSDP): forwards are collectives, the reference is loaded again and
+        # sharded, and saving gathers the full weights on every process.
+        self.sharded, self.deepspeed = is_sharded(accelerator), is_deepspeed(accelerator)
+        if self.deepspeed:
+            configure_deepspeed(accelerator, cfg.questions_per_step, cfg.max_grad_norm)
+        if self.sharded and cfg.lora_r > 0 and cfg.merge_lora:
+            raise UserError("--lora-r with a sharded model (DeepSpeed ZeRO-3 or FSDP): the adapter cannot be merged "
+                            "into partitioned weights; pass --no-merge-lora to save the adapter alone")
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         self.ref = None
         if cfg.lora_r > 0:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        elif self.algorithm.needs_reference:
+        elif self.algorithm.needs_reference and not self.sharded:
             self.ref = frozen_copy(model).to(self.accelerator.device)
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.pure_dtype:
@@ -154,12 +172,26 @@ class TrainingLoop:
         scorer = TokenScorer(model, cfg.score_chunk_size)
         self.scorer, self.optimizer, self.scheduler = self.accelerator.prepare(scorer, optimizer, scheduler)
         self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
+        if self.sharded and cfg.lora_r == 0 and self.algorithm.needs_reference:
+            # A copy of a partitioned model holds no weights: pi_0 is loaded again from the model
+            # path and sharded for inference by the same engine (as TRL's prepare_deepspeed/_fsdp).
+            ref = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
+            self.ref_scorer = prepare_reference(accelerator, TokenScorer(ref, cfg.score_chunk_size))
+            self.ref = accelerator.unwrap_model(self.ref_scorer).model
+        self.backward_calls_per_step, self._backward_calls = 1, 0
         self.stop_ids = stop_token_ids(self.tokenizer, model)
         self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
 
     @property
     def policy(self):
         return self.accelerator.unwrap_model(self.scorer).model
+
+    @contextlib.contextmanager
+    def generation_context(self):
+        """Where the policy generates outside the prepared forward: autocast (accelerate's forward
+        has it), and under FSDP2 the root's own weights gathered."""
+        with self.accelerator.autocast(), gathered_root(self.scorer):
+            yield
 
     # ----------------------------------------------------------------- data
     def batch_indices(self, step: int) -> list[int]:
@@ -188,16 +220,35 @@ class TrainingLoop:
         self.scheduler.step()
         return 0.0, lr
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """One backward pass of the step. An algorithm that accumulates gradients over several
+        backward calls per optimizer step (micro-batches) sets `backward_calls_per_step` to their
+        number, and calls this for each but the last and `update(loss)` for the last: this is the
+        one place that tells DeepSpeed where its gradient-accumulation boundary lies (its engine
+        reduces gradients and steps there; its own gradient_accumulation_steps stays 1, latro scales
+        the loss itself)."""
+        self._backward_calls += 1
+        if not self.deepspeed:
+            self.accelerator.backward(loss)
+            return
+        boundary = self._backward_calls >= self.backward_calls_per_step
+        self.scorer.set_gradient_accumulation_boundary(boundary)
+        self.scorer.backward(loss)
+        if boundary:  # DeepSpeed's step: clip, AdamW unless the gradient norm is NaN/inf, schedule
+            self.scorer.step()
+
     def update(self, loss: torch.Tensor) -> tuple[float, float]:
         """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used).
 
         A step whose loss or gradient norm is non-finite on any process is skipped: its gradients
         are dropped and the weights and AdamW moments stay as they were (`step_skipped`)."""
-        self.accelerator.backward(loss)
+        lr = self.scheduler.get_last_lr()[0]
+        self.backward(loss)
+        self._backward_calls = 0
+        if self.deepspeed:
+            return self._deepspeed_stepped(loss), lr
         # An infinite bound clips nothing but still measures the norm, which the check below needs.
         grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
-        lr = self.scheduler.get_last_lr()[0]
-        # (DeepSpeed clips inside its engine and may report no norm.)
         self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
         if not self.step_skipped:
             self.optimizer.step()
@@ -211,23 +262,47 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         return (math.nan if grad_norm is None else float(grad_norm)), lr
 
+    def _deepspeed_stepped(self, loss: torch.Tensor) -> float:
+        """After DeepSpeed's engine stepped inside `backward`: whether it applied the step (it
+        skips one whose gradient norm is NaN or infinite, as the loop does; its scheduler then
+        stays), and that the weights it wrote are finite. Returns the gradient norm."""
+        self.step_skipped = not self.agreed(bool(self.scorer.was_step_applied()) and bool(torch.isfinite(loss)))
+        if not self.step_skipped and not self.all_finite(
+                [p for group in self.optimizer.param_groups for p in group["params"]]):
+            raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
+                                 f"the loss and gradient norm were finite: lower --lr (nothing of this step was saved)")
+        grad_norm = self.scorer.get_global_grad_norm()
+        return math.nan if grad_norm is None else float(grad_norm)
+
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
+        """Greedy validation accuracy; every process evaluates its share of the questions (in
+        lockstep when the model is sharded) and takes part in saving a new best model."""
         cfg = self.cfg
-        with self.accelerator.autocast():
+        with self.generation_context():
             result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
                               max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
-                              chat_template=cfg.chat_template, seed=cfg.seed)
+                              chat_template=cfg.chat_template, seed=cfg.seed, accelerator=self.accelerator,
+                              synced=self.sharded)
         accuracy = result["metrics"]["greedy"]
-        out = self.run_dir / "evaluations"
-        out.mkdir(exist_ok=True)
-        ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
+        if self.accelerator.is_main_process:
+            out = self.run_dir / "evaluations"
+            out.mkdir(exist_ok=True)
+            ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
         if accuracy > self.best_accuracy:
             # best.json names the evaluation that chose the model, and is what resume compares against.
-            save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora,
-                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy})})
+            self.save_policy(self.run_dir / "best-model",
+                             extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy})})
             self.best_accuracy = accuracy
         return accuracy
+
+    def save_policy(self, path: Path, extra: dict | None = None) -> None:
+        """The policy in Hugging Face format, written once by the main process. Every process calls
+        it: a sharded model's full weights are gathered from all of them first."""
+        state = full_state_dict(self.accelerator, self.scorer) if self.sharded else None
+        if self.accelerator.is_main_process:
+            save_model(self.policy, self.tokenizer, path, self.cfg.merge_lora, extra=extra, state_dict=state)
+        self.accelerator.wait_for_everyone()
 
     def save_checkpoint(self, step: int) -> None:
         if not self.all_finite(self._checkpoint_tensors()):
@@ -331,7 +406,8 @@ class TrainingLoop:
         return self.accelerator.reduce(flag, "sum").item() == 0
 
     def all_finite(self, tensors) -> bool:
-        return self.agreed(nonfinite_tensors(tensors) == 0)
+        """Whether every tensor is finite on every process (each process checks its own shards)."""
+        return self.agreed(nonfinite_tensors(local_tensors(tensors)) == 0)
 
     def _stop_signal_everywhere(self) -> int:
         """The stop signal any process received (all stop after the same step), else 0."""
@@ -374,7 +450,7 @@ class TrainingLoop:
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.accelerator.is_main_process,
                    desc=self.label, dynamic_ncols=True)
         accuracy = None
-        if cfg.eval_on_start and self.step_index == 0 and self.accelerator.is_main_process:
+        if cfg.eval_on_start and self.step_index == 0:
             accuracy = self.validate(0)
             self._log({"step": 0, "validation_accuracy": accuracy})
         self.accelerator.wait_for_everyone()
@@ -385,7 +461,7 @@ class TrainingLoop:
                 self._count_skipped(metrics)
                 last = self.step_index == self.total_steps
                 due = last or (cfg.eval_every and self.step_index % cfg.eval_every == 0)
-                if self.accelerator.is_main_process and due:
+                if due:
                     accuracy = metrics["validation_accuracy"] = self.validate(self.step_index)
                 self.accelerator.wait_for_everyone()
                 self._log(metrics)
@@ -401,8 +477,8 @@ class TrainingLoop:
             stop = self._stop_signal_everywhere()
             if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
-            if self.step_index >= self.total_steps and self.accelerator.is_main_process:
-                save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
+            if self.step_index >= self.total_steps:
+                self.save_policy(self.run_dir / "model")
                 self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
         finally:
             bar.close()

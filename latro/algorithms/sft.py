@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 from latro.algorithms import register_algorithm
+from latro.distributed import reduce_metrics
 from latro.errors import UserError
 from latro.prompts import sft_target_ids
 from latro.scorer import make_batch
@@ -55,7 +56,7 @@ class SFT:
         loss = -token_logp.mean()
         grad_norm, lr = run.update(loss)
         scored = packed.segments[:, 1:]
-        return {
+        return reduce_metrics({
             "loss": loss.item(), "rationale_tokens": (scored == SAMPLED).sum().item() / len(batch.examples),
             "grad_norm": grad_norm, "lr": lr, "time_update": time.perf_counter() - t0,
-        }
+        }, len(batch.examples), self.accelerator)  # means over every process's questions
