@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import random
 import signal
 import warnings
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
 from latro import checkpoint as ckpt
@@ -82,6 +83,14 @@ def warn_if_updates_round_away(params, lr: float, report) -> None:
                "float32 master weights in mixed precision")
 
 
+def process_group_kwargs() -> list:
+    """DeepSpeed without CUDA (DS_ACCELERATOR=cpu): accelerate picks no backend, and so counts one
+    process although DeepSpeed joined them all; naming gloo makes it count them."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" and not torch.cuda.is_available():
+        return [InitProcessGroupKwargs(backend="gloo")]
+    return []
+
+
 class TrainingLoop:
     def __init__(self, cfg: TrainConfig, algorithm, task: Task | None = None):
         """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task;
@@ -94,7 +103,8 @@ class TrainingLoop:
         # The schedule follows the step count: one scheduler step per training step, whatever the
         # number of processes and whether the step was applied or skipped.
         self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
-                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False)
+                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False,
+                                       kwargs_handlers=process_group_kwargs())
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
@@ -177,7 +187,7 @@ class TrainingLoop:
             # path and sharded for inference by the same engine (as TRL's prepare_deepspeed/_fsdp).
             ref = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
             self.ref_scorer = prepare_reference(accelerator, TokenScorer(ref, cfg.score_chunk_size))
-            self.ref = accelerator.unwrap_model(self.ref_scorer).model
+            self.ref = ref  # (its weights live in, and are gathered by, ref_scorer)
         self.backward_calls_per_step, self._backward_calls = 1, 0
         self.stop_ids = stop_token_ids(self.tokenizer, model)
         self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
@@ -245,34 +255,36 @@ class TrainingLoop:
         lr = self.scheduler.get_last_lr()[0]
         self.backward(loss)
         self._backward_calls = 0
-        if self.deepspeed:
-            return self._deepspeed_stepped(loss), lr
+        grad_norm = self._deepspeed_stepped(loss) if self.deepspeed else self._step(loss)
+        with warnings.catch_warnings():  # a skipped first step: "scheduler.step() before optimizer.step()"
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()  # (latro's own LambdaLR, also under DeepSpeed: accelerate keeps it)
+        self.optimizer.zero_grad(set_to_none=True)
+        return (math.nan if grad_norm is None else float(grad_norm)), lr
+
+    def _step(self, loss: torch.Tensor):
+        """Clip and step unless the loss or gradient norm is non-finite on some process; the norm."""
         # An infinite bound clips nothing but still measures the norm, which the check below needs.
         grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
         self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
         if not self.step_skipped:
             self.optimizer.step()
-            if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
-                raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
-                                     f"the loss and gradient norm were finite: lower --lr (nothing of this step "
-                                     f"was saved)")
-        with warnings.catch_warnings():  # a skipped first step: "scheduler.step() before optimizer.step()"
-            warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return (math.nan if grad_norm is None else float(grad_norm)), lr
+            self._check_weights()
+        return grad_norm
 
-    def _deepspeed_stepped(self, loss: torch.Tensor) -> float:
-        """After DeepSpeed's engine stepped inside `backward`: whether it applied the step (it
-        skips one whose gradient norm is NaN or infinite, as the loop does; its scheduler then
-        stays), and that the weights it wrote are finite. Returns the gradient norm."""
-        self.step_skipped = not self.agreed(bool(self.scorer.was_step_applied()) and bool(torch.isfinite(loss)))
-        if not self.step_skipped and not self.all_finite(
-                [p for group in self.optimizer.param_groups for p in group["params"]]):
+    def _check_weights(self) -> None:
+        if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
             raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
                                  f"the loss and gradient norm were finite: lower --lr (nothing of this step was saved)")
-        grad_norm = self.scorer.get_global_grad_norm()
-        return math.nan if grad_norm is None else float(grad_norm)
+
+    def _deepspeed_stepped(self, loss: torch.Tensor):
+        """After DeepSpeed's engine stepped inside `backward`: whether it applied the step (it
+        skips one whose gradient norm is NaN or infinite, as the loop does), and that the weights
+        it wrote are finite. Returns the gradient norm (before clipping, as torch's clip returns)."""
+        self.step_skipped = not self.agreed(bool(self.scorer.was_step_applied()) and bool(torch.isfinite(loss)))
+        if not self.step_skipped:
+            self._check_weights()
+        return self.scorer.get_global_grad_norm()
 
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
