@@ -83,12 +83,15 @@ def warn_if_updates_round_away(params, lr: float, report) -> None:
                "float32 master weights in mixed precision")
 
 
-def process_group_kwargs() -> list:
-    """DeepSpeed without CUDA (DS_ACCELERATOR=cpu): accelerate picks no backend, and so counts one
-    process although DeepSpeed joined them all; naming gloo makes it count them."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" and not torch.cuda.is_available():
-        return [InitProcessGroupKwargs(backend="gloo")]
-    return []
+def cpu_launch_options() -> dict:
+    """Accelerator options for processes started by `accelerate launch` on a machine without CUDA,
+    where accelerate would count one process each: plain data parallelism runs on CPU over gloo
+    (as ACCELERATE_USE_CPU=1 would ask), and DeepSpeed (DS_ACCELERATOR=cpu) is told its backend."""
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return {}
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return {"kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+    return {"cpu": True}
 
 
 class TrainingLoop:
@@ -104,7 +107,7 @@ class TrainingLoop:
         # number of processes and whether the step was applied or skipped.
         self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
                                        mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False,
-                                       kwargs_handlers=process_group_kwargs())
+                                       **cpu_launch_options())
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)

@@ -134,6 +134,8 @@ def sample(
     width = ids.shape[1]
     # Full-width padding mask; positions not yet written are hidden by the causal mask.
     horizon = max(budgets) + answer_tokens
+    if synced:  # every process runs up to the longest horizon of any (its cache has room for the ghost row)
+        horizon = _max_over_processes(horizon, device)
     mask = torch.cat([mask, mask.new_ones((len(prompts), horizon))], dim=1)
     cache = StaticCache(config=model.config, max_cache_len=width + horizon)
     cache_kw = {cache_keyword(model): cache}
@@ -183,13 +185,17 @@ def sample(
             for r in range(total)]
 
 
-def _all_done(done_here: bool, device) -> bool:
-    """Whether every process is done (one all-reduce; the same answer on all of them)."""
+def _max_over_processes(value: int, device) -> int:
     import torch.distributed as dist
 
-    flag = torch.tensor([0.0 if done_here else 1.0], device=device)
-    dist.all_reduce(flag)
-    return flag.item() == 0
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def _all_done(done_here: bool, device) -> bool:
+    """Whether every process is done (one all-reduce; the same answer on all of them)."""
+    return _max_over_processes(0 if done_here else 1, device) == 0
 
 
 def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Rollout:
