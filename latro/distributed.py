@@ -141,8 +141,7 @@ def reduce_metrics(metrics: dict, count: int, accelerator) -> dict:
     reduced = dict(metrics)
     reduced.update({k: summed[i] / samples for i, k in enumerate(means)})
     reduced.update({k: summed[len(means) + i] for i, k in enumerate(totals)})
-    if isinstance(metrics.get("dropped_groups"), int):
-        reduced["dropped_groups"] = int(reduced["dropped_groups"])
+    reduced.update({k: round(reduced[k]) for k in totals if isinstance(metrics[k], int)})
     if pooled_std:
         mean = reduced["reward_mean"]
         reduced["reward_std"] = math.sqrt(max(0.0, (summed[-1] - samples * mean**2) / (samples - 1))) \
