@@ -55,7 +55,6 @@ def configure_deepspeed(accelerator, micro_batch: int, max_grad_norm: float) -> 
                        ("gradient_clipping", max_grad_norm)):
         if config.get(key, "auto") == "auto":
             config[key] = value
-    config.pop("train_batch_size", None) if config.get("train_batch_size") == "auto" else None
     if zero_stage(accelerator) == 3:  # the full weights are gathered for every save of a model
         config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
 

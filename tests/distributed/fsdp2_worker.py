@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under torchrun, 2 processes on CPU (gloo): torch's FSDP2
-`fully_shard` over a tiny model, then latro's lockstep sampler, lockstep evaluation and the
-gathered full state dict, each compared with the same model unsharded. Prints OK on success."""
+`fully_shard` over a tiny model wrapped as the training loop wraps it (decoder layers, then the
+TokenScorer as root), then latro's lockstep sampler, lockstep evaluation and the gathered full
+state dict, each compared with the same model unsharded. Prints OK on success."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's latro; conftest's builders
 from conftest import build_model, build_tokenizer  # noqa: E402
 
+from latro.distributed import gathered_root  # noqa: E402
 from latro.evaluate import evaluate  # noqa: E402
 from latro.modeling import save_model  # noqa: E402
 from latro.rollout import sample  # noqa: E402
+from latro.scorer import TokenScorer  # noqa: E402
 from latro.tasks.arithmetic import Arithmetic  # noqa: E402
 
 
@@ -38,16 +41,18 @@ def main() -> None:
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)  # the same weights on both processes (seeded)
     unsharded = copy.deepcopy(model)
+    scorer = TokenScorer(model)  # the root, as under accelerate: embeddings, norm and head are its own
     for layer in model.model.layers:
         fully_shard(layer)
-    fully_shard(model)
+    fully_shard(scorer)
 
     # Ranks finish at different lengths (3 vs 11 tokens) and hold different numbers of prompts.
     prompts = [tokenizer.encode("Tom has 3 apples")] if rank == 0 else \
         [tokenizer.encode("What is 12 + 7?"), tokenizer.encode("The answer is")]
     budget = 3 if rank == 0 else 11
     expected = rollout_tokens(unsharded, tokenizer, prompts, budget, synced=False)
-    got = rollout_tokens(model, tokenizer, prompts, budget, synced=True)
+    with gathered_root(scorer):
+        got = rollout_tokens(model, tokenizer, prompts, budget, synced=True)
     assert got == expected, (rank, got, expected)
     assert {len(t) for t in got} == {budget}
 
@@ -59,12 +64,14 @@ def main() -> None:
     task = Arithmetic()
     questions = task.load("validation")[:5]
     kw = dict(samples=0, max_new_tokens=6, batch_size=2, chat_template=False)
-    sharded = evaluate(model, tokenizer, task, questions, accelerator=state, synced=True, **kw)
+    with gathered_root(scorer):
+        sharded = evaluate(model, tokenizer, task, questions, accelerator=state, synced=True, **kw)
     alone = evaluate(unsharded, tokenizer, task, questions, **kw)
     assert sharded["records"] == alone["records"], (sharded["records"], alone["records"])
 
     # The collective full state dict equals the unsharded weights, and saving it writes them.
-    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    full = get_model_state_dict(scorer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    full = {name.removeprefix("model."): tensor for name, tensor in full.items()}
     if rank == 0:
         for name, tensor in unsharded.state_dict().items():
             assert torch.equal(full[name], tensor), name
