@@ -9,6 +9,7 @@ checkpoints, signals, logging and progress. Each step it calls `algorithm.step(b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -25,6 +26,7 @@ from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
 from latro import checkpoint as ckpt
+from latro.card import card_files, push_model, run_info
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
 from latro.distributed import (
@@ -48,8 +50,9 @@ from latro.modeling import (
     save_model,
 )
 from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
+from latro.rewards import parse_rewards
 from latro.scorer import TokenScorer
-from latro.tasks import Example, Task, task_from_config
+from latro.tasks import Example, Task, task_from_config, with_prompt_settings
 
 BEST_FILE = "best.json"  # in best-model/: the step and validation accuracy that chose it
 
@@ -111,6 +114,8 @@ class TrainingLoop:
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
+        if task is not None and task.prompt_format is None:
+            task = with_prompt_settings(task, cfg)
         self.task = task or task_from_config(cfg)
         self.algorithm = algorithm(cfg, self.task, self.accelerator)
         self.label = self.algorithm.label
@@ -120,6 +125,7 @@ class TrainingLoop:
         self._build_model(model)
         self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
+        self.last_validation: dict | None = None  # step, accuracy and size of the latest validation
         self.skipped_nonfinite = self.nonfinite_in_a_row = 0  # steps not applied: in all, and lately
         self.step_skipped = False
         self._stop_signal = 0
@@ -131,6 +137,7 @@ class TrainingLoop:
         if cfg.train_limit:
             self.train_set = self.train_set[: cfg.train_limit]
         self.validation_set = self.task.load("validation")
+        self._keep_shots_out()
         if cfg.eval_limit:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
@@ -148,6 +155,21 @@ class TrainingLoop:
                             "(--questions-per-step on each process)")
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
+        self.first_prompt = self.tokenizer.decode(self.prompts[0])  # exactly what the model sees; saved at start
+        self.accelerator.print(f"prompt of the first training question:\n{self.first_prompt}\n")
+
+    def _keep_shots_out(self) -> None:
+        """Few-shot examples never come from validation (refused); a training question that is one of
+        them is dropped, since its worked answer would be in its own prompt."""
+        shots = self.task.prompt_format
+        if shots is None or not shots.shots:
+            return
+        shots.refuse_overlap(self.validation_set, "validation")
+        shown = shots.overlap(self.train_set)
+        if shown:
+            self.accelerator.print(f"dropping {len(shown)} training questions that are few-shot examples "
+                                   f"({', '.join(shown.values())})")
+            self.train_set = [ex for i, ex in enumerate(self.train_set) if i not in shown]
 
     def _build_model(self, model):
         cfg, accelerator = self.cfg, self.accelerator
@@ -304,10 +326,12 @@ class TrainingLoop:
             out = self.run_dir / "evaluations"
             out.mkdir(exist_ok=True)
             ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
+        self.last_validation = {"step": step, "accuracy": accuracy, "questions": len(self.validation_set)}
         if accuracy > self.best_accuracy:
             # best.json names the evaluation that chose the model, and is what resume compares against.
+            card = self._card({**self.last_validation, "note": "the best validation accuracy of the run"})
             self.save_policy(self.run_dir / "best-model",
-                             extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy})})
+                             extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy}), **card})
             self.best_accuracy = accuracy
         return accuracy
 
@@ -318,6 +342,23 @@ class TrainingLoop:
         if self.accelerator.is_main_process:
             save_model(self.policy, self.tokenizer, path, self.cfg.merge_lora, extra=extra, state_dict=state)
         self.accelerator.wait_for_everyone()
+
+    def _card(self, validation: dict | None) -> dict[str, str]:
+        """The model card files of a model saved now (README.md and its source)."""
+        cfg, algorithm = self.cfg, self.algorithm
+        resolved = {"beta": getattr(algorithm, "beta", None), "kl_in": getattr(algorithm, "kl_in", None),
+                    "estimator": cfg.estimator or parse_rewards(cfg.reward)[0][0].estimator}
+        return card_files(run_info(dataclasses.asdict(cfg), self.label, validation, resolved))
+
+    def _save_final_model(self) -> None:
+        """model/ with its card (every process takes part), then the upload that --push-to-hub asks for."""
+        cfg, final = self.cfg, self.run_dir / "model"
+        self.save_policy(final, extra=self._card(self.last_validation))
+        self.accelerator.print(f"model saved to {final}")
+        if cfg.push_to_hub and self.accelerator.is_main_process:
+            url = push_model(final, cfg.push_to_hub, cfg.hub_private, f"latro {self.label} on {cfg.task}: "
+                             f"{self.step_index} steps from {cfg.model}")
+            self.accelerator.print(f"model uploaded to {url}")
 
     def save_checkpoint(self, step: int) -> None:
         if not self.all_finite(self._checkpoint_tensors()):
@@ -460,6 +501,7 @@ class TrainingLoop:
             raise NonFiniteError(f"the weights of {cfg.model} hold NaN or infinite values: nothing to train")
         if self.accelerator.is_main_process:
             ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
+            ckpt.write_text(self.run_dir / "prompt.txt", self.first_prompt or "")
         self.accelerator.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.accelerator.is_main_process,
@@ -493,8 +535,7 @@ class TrainingLoop:
             if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
             if self.step_index >= self.total_steps:
-                self.save_policy(self.run_dir / "model")
-                self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
+                self._save_final_model()
         finally:
             bar.close()
             for sig, handler in previous.items():
