@@ -8,6 +8,7 @@ the context is skipped and counted, never scored as wrong.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import torch
@@ -30,22 +31,29 @@ def majority(answers: list[str | None]) -> str | None:
 
 
 def _generate(model, tokenizer, task, examples, *, num_samples, temperature, max_new_tokens,
-              batch_size, chat_template, generator, progress=False) -> list[list[str] | None]:
+              batch_size, chat_template, generator, progress=False, synced_rounds=0) -> list[list[str] | None]:
     """Completions of each question; None for a question whose prompt leaves no room in the
-    model's context. Each question's budget is what its own prompt leaves, up to max_new_tokens."""
+    model's context. Each question's budget is what its own prompt leaves, up to max_new_tokens.
+    `synced_rounds` > 0: lockstep with the other processes (sharded model), which all run that
+    many batches; a batch with nothing to generate runs a one-token dummy to keep in step."""
     stops = stop_token_ids(tokenizer, model)
     context = context_length(model)
     completions: list[list[str] | None] = [None] * len(examples)
-    batches = range(0, len(examples), batch_size)
+    batches = range(0, max(len(examples), synced_rounds * batch_size), batch_size)
+    synced = synced_rounds > 0
     for start in tqdm(batches, desc=f"{task.name} T={temperature}", unit="batch", disable=not progress):
         prompts = {q: encode_prompt(tokenizer, task, examples[q], chat_template)
                    for q in range(start, min(start + batch_size, len(examples)))}
         fits = [q for q, ids in prompts.items() if len(ids) < context]
         if not fits:
+            if synced:
+                sample(model, tokenizer, [[min(stops, default=0)]], num_samples=1, max_new_tokens=1,
+                       temperature=0.0, stop_patterns=[], stop_token_ids=stops, synced=True)
             continue
         rollouts = sample(model, tokenizer, [prompts[q] for q in fits], num_samples=num_samples,
                           max_new_tokens=[min(max_new_tokens, context - len(prompts[q])) for q in fits],
-                          temperature=temperature, stop_patterns=[], stop_token_ids=stops, generator=generator)
+                          temperature=temperature, stop_patterns=[], stop_token_ids=stops, generator=generator,
+                          synced=synced)
         for i, q in enumerate(fits):
             completions[q] = [r.completion for r in rollouts[i * num_samples : (i + 1) * num_samples]]
     return completions
@@ -105,14 +113,16 @@ def _record(task: Task, ex: Example, greedy: list[str] | None, sampled: list[str
 
 def evaluate(model, tokenizer, task: Task, examples: list[Example], *, samples: int = 0,
              temperature: float = 1.0, max_new_tokens: int = 512, batch_size: int = 16,
-             chat_template: bool = True, seed: int = 0, accelerator=None, progress: bool = False) -> dict:
+             chat_template: bool = True, seed: int = 0, accelerator=None, progress: bool = False,
+             synced: bool = False) -> dict:
     """Greedy accuracy, plus maj@K and pass@K when samples = K > 0, each with its standard error and
     95% bootstrap interval; every generation is kept.
 
     With an `accelerator` of several processes (`accelerate launch`), each process evaluates its
     shard of the questions (sampling seeded with seed + its index) and the records are gathered on
     all of them. A question whose prompt does not fit the model's context is skipped: its record
-    says so, it is counted in `skipped`, and the metrics are over the `n` questions evaluated."""
+    says so, it is counted in `skipped`, and the metrics are over the `n` questions evaluated.
+    `synced`: generation in lockstep across the processes, for a sharded model (ZeRO-3, FSDP)."""
     was_training, context = model.training, context_length(model)
     model.eval()
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -120,7 +130,8 @@ def evaluate(model, tokenizer, task: Task, examples: list[Example], *, samples: 
     local = [examples[i] for i in mine]
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed + rank)
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, chat_template=chat_template,
-              generator=generator, progress=progress and rank == 0)
+              generator=generator, progress=progress and rank == 0,
+              synced_rounds=math.ceil(math.ceil(len(examples) / world) / batch_size) if synced else 0)
     greedy = _generate(model, tokenizer, task, local, num_samples=1, temperature=0.0, **kw)
     sampled = _generate(model, tokenizer, task, local, num_samples=samples,
                         temperature=temperature, **kw) if samples > 0 else [[] for _ in local]

@@ -8,10 +8,12 @@ checkpoints, signals, logging and progress. Each step it calls `algorithm.step(b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
+import os
 import random
 import signal
 import warnings
@@ -20,13 +22,22 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
 from latro import checkpoint as ckpt
 from latro.card import card_files, push_model, run_info
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
+from latro.distributed import (
+    configure_deepspeed,
+    full_state_dict,
+    gathered_root,
+    is_deepspeed,
+    is_sharded,
+    local_tensors,
+    prepare_reference,
+)
 from latro.errors import UserError
 from latro.evaluate import evaluate
 from latro.modeling import (
@@ -84,6 +95,22 @@ def micro_batches_per_step(cfg, algorithm) -> int:
     return math.ceil(sequences / cfg.micro_batch_size) if cfg.micro_batch_size else 1
 
 
+def deepspeed_launch() -> bool:
+    """Started by `accelerate launch --use_deepspeed` (or a DeepSpeed config file)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+
+
+def cpu_launch_options() -> dict:
+    """Accelerator options for processes started by `accelerate launch` on a machine without CUDA,
+    where accelerate would count one process each: plain data parallelism runs on CPU over gloo
+    (as ACCELERATE_USE_CPU=1 would ask), and DeepSpeed (DS_ACCELERATOR=cpu) is told its backend."""
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return {}
+    if deepspeed_launch():
+        return {"kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
+    return {"cpu": True}
+
+
 class TrainingLoop:
     def __init__(self, cfg: TrainConfig, algorithm, task: Task | None = None):
         """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task;
@@ -96,9 +123,12 @@ class TrainingLoop:
         self.micro_batches_per_step = micro_batches_per_step(cfg, algorithm)
         # The schedule follows the step count: one scheduler step per training step, whatever the
         # number of processes and whether the step was applied or skipped.
+        # DeepSpeed's engine is told the accumulation boundary itself (see `backward`).
+        accumulation = 1 if deepspeed_launch() else self.micro_batches_per_step
         self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
                                        mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False,
-                                       gradient_accumulation_steps=self.micro_batches_per_step)
+                                       gradient_accumulation_steps=accumulation,
+                                       **cpu_launch_options())
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
@@ -160,14 +190,22 @@ class TrainingLoop:
             self.train_set = [ex for i, ex in enumerate(self.train_set) if i not in shown]
 
     def _build_model(self, model):
-        cfg = self.cfg
+        cfg, accelerator = self.cfg, self.accelerator
+        # Sharded (ZeRO-3, FSDP): forwards are collectives, the reference is loaded again and
+        # sharded, and saving gathers the full weights on every process.
+        self.sharded, self.deepspeed = is_sharded(accelerator), is_deepspeed(accelerator)
+        if self.deepspeed:
+            configure_deepspeed(accelerator, cfg.questions_per_step, cfg.max_grad_norm)
+        if self.sharded and cfg.lora_r > 0 and cfg.merge_lora:
+            raise UserError("--lora-r with a sharded model (DeepSpeed ZeRO-3 or FSDP): the adapter cannot be merged "
+                            "into partitioned weights; pass --no-merge-lora to save the adapter alone")
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         self.ref = None
         if cfg.lora_r > 0:
             model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        elif self.algorithm.needs_reference:
+        elif self.algorithm.needs_reference and not self.sharded:
             self.ref = frozen_copy(model).to(self.accelerator.device)
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.pure_dtype:
@@ -187,17 +225,30 @@ class TrainingLoop:
         scorer = TokenScorer(model, cfg.score_chunk_size)
         self.scorer, self.optimizer, self.scheduler = self.accelerator.prepare(scorer, optimizer, scheduler)
         accumulation = self.accelerator.gradient_accumulation_steps  # a DeepSpeed config may set its own
-        if accumulation != self.micro_batches_per_step:
+        if not self.deepspeed and accumulation != self.micro_batches_per_step:
             raise UserError(f"gradient_accumulation_steps is {accumulation} (set by the accelerate or DeepSpeed "
                             f"config), but a step makes {self.micro_batches_per_step} backward call(s) "
                             "(--micro-batch-size): set gradient_accumulation_steps to auto")
         self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
+        if self.sharded and cfg.lora_r == 0 and self.algorithm.needs_reference:
+            # A copy of a partitioned model holds no weights: pi_0 is loaded again from the model
+            # path and sharded for inference by the same engine (as TRL's prepare_deepspeed/_fsdp).
+            ref = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
+            self.ref_scorer = prepare_reference(accelerator, TokenScorer(ref, cfg.score_chunk_size))
+            self.ref = ref  # (its weights live in, and are gathered by, ref_scorer)
         self.stop_ids = stop_token_ids(self.tokenizer, model)
         self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
 
     @property
     def policy(self):
         return self.accelerator.unwrap_model(self.scorer).model
+
+    @contextlib.contextmanager
+    def generation_context(self):
+        """Where the policy generates outside the prepared forward: autocast (accelerate's forward
+        has it), and under FSDP2 the root's own weights gathered."""
+        with self.accelerator.autocast(), gathered_root(self.scorer):
+            yield
 
     # ----------------------------------------------------------------- data
     def batch_indices(self, step: int) -> list[int]:
@@ -226,6 +277,22 @@ class TrainingLoop:
         self.scheduler.step()
         return 0.0, lr
 
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        """One backward pass of the step (a micro-batch's share of the loss; `last`: the step's last
+        share). Without DeepSpeed, accelerate's gradient accumulation exchanges gradients only after
+        the last one. Under DeepSpeed its engine is told where the accumulation boundary lies: it
+        reduces gradients and steps there (its own gradient_accumulation_steps stays 1, the shares
+        already add up to the step's loss)."""
+        if not self.deepspeed:
+            with self.accelerator.accumulate(self.scorer):
+                # accelerate divides each backward by the accumulation steps; undo it.
+                self.accelerator.backward(loss * self.accelerator.gradient_accumulation_steps)
+            return
+        self.scorer.set_gradient_accumulation_boundary(last)
+        self.scorer.backward(loss)
+        if last:  # DeepSpeed's step: clip, AdamW unless the gradient norm is NaN/inf, schedule
+            self.scorer.step()
+
     def update(self, loss) -> tuple[float, float]:
         """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used).
 
@@ -236,52 +303,76 @@ class TrainingLoop:
         A step whose loss or gradient norm is non-finite on any process is skipped: its gradients
         are dropped and the weights and AdamW moments stay as they were (`step_skipped`)."""
         shares = [lambda: loss] if torch.is_tensor(loss) else loss
-        if len(shares) != self.micro_batches_per_step:  # accumulate() would exchange gradients at the wrong call
+        if len(shares) != self.micro_batches_per_step:  # the accumulation would end at the wrong call
             raise RuntimeError(f"{len(shares)} micro-batches in a step, expected {self.micro_batches_per_step}")
-        total = 0.0
-        for share in shares:
-            with self.accelerator.accumulate(self.scorer):
-                part = share()
-                # accelerate (or DeepSpeed's engine) divides each backward by the accumulation
-                # steps; the shares already add up to the step's loss.
-                self.accelerator.backward(part * self.accelerator.gradient_accumulation_steps)
-            total = total + part.detach()
-        # An infinite bound clips nothing but still measures the norm, which the check below needs.
-        grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
         lr = self.scheduler.get_last_lr()[0]
-        # (DeepSpeed clips inside its engine and may report no norm.)
-        self.step_skipped = not self.all_finite([total] + ([] if grad_norm is None else [grad_norm]))
-        if not self.step_skipped:
-            self.optimizer.step()
-            if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
-                raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
-                                     f"the loss and gradient norm were finite: lower --lr (nothing of this step "
-                                     f"was saved)")
+        total = 0.0
+        for i, share in enumerate(shares):
+            part = share()
+            self.backward(part, last=i == len(shares) - 1)
+            total = total + part.detach()
+        grad_norm = self._deepspeed_stepped(total) if self.deepspeed else self._step(total)
         with warnings.catch_warnings():  # a skipped first step: "scheduler.step() before optimizer.step()"
             warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
+            self.scheduler.step()  # (latro's own LambdaLR, also under DeepSpeed: accelerate keeps it)
         self.optimizer.zero_grad(set_to_none=True)
         return (math.nan if grad_norm is None else float(grad_norm)), lr
 
+    def _step(self, loss: torch.Tensor):
+        """Clip and step unless the loss or gradient norm is non-finite on some process; the norm."""
+        # An infinite bound clips nothing but still measures the norm, which the check below needs.
+        grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
+        self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
+        if not self.step_skipped:
+            self.optimizer.step()
+            self._check_weights()
+        return grad_norm
+
+    def _check_weights(self) -> None:
+        if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
+            raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
+                                 f"the loss and gradient norm were finite: lower --lr (nothing of this step was saved)")
+
+    def _deepspeed_stepped(self, loss: torch.Tensor):
+        """After DeepSpeed's engine stepped inside `backward`: whether it applied the step (it
+        skips one whose gradient norm is NaN or infinite, as the loop does), and that the weights
+        it wrote are finite. Returns the gradient norm (before clipping, as torch's clip returns)."""
+        self.step_skipped = not self.agreed(bool(self.scorer.was_step_applied()) and bool(torch.isfinite(loss)))
+        if not self.step_skipped:
+            self._check_weights()
+        return self.scorer.get_global_grad_norm()
+
     # ----------------------------------------------------------------- evaluation and checkpoints
     def validate(self, step: int) -> float:
+        """Greedy validation accuracy; every process evaluates its share of the questions (in
+        lockstep when the model is sharded) and takes part in saving a new best model."""
         cfg = self.cfg
-        with self.accelerator.autocast():
+        with self.generation_context():
             result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
                               max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
-                              chat_template=cfg.chat_template, seed=cfg.seed)
+                              chat_template=cfg.chat_template, seed=cfg.seed, accelerator=self.accelerator,
+                              synced=self.sharded)
         accuracy = result["metrics"]["greedy"]
-        out = self.run_dir / "evaluations"
-        out.mkdir(exist_ok=True)
-        ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
+        if self.accelerator.is_main_process:
+            out = self.run_dir / "evaluations"
+            out.mkdir(exist_ok=True)
+            ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
         self.last_validation = {"step": step, "accuracy": accuracy, "questions": len(self.validation_set)}
         if accuracy > self.best_accuracy:
             # best.json names the evaluation that chose the model, and is what resume compares against.
             card = self._card({**self.last_validation, "note": "the best validation accuracy of the run"})
-            save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora,
-                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy}), **card})
+            self.save_policy(self.run_dir / "best-model",
+                             extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy}), **card})
             self.best_accuracy = accuracy
         return accuracy
+
+    def save_policy(self, path: Path, extra: dict | None = None) -> None:
+        """The policy in Hugging Face format, written once by the main process. Every process calls
+        it: a sharded model's full weights are gathered from all of them first."""
+        state = full_state_dict(self.accelerator, self.scorer) if self.sharded else None
+        if self.accelerator.is_main_process:
+            save_model(self.policy, self.tokenizer, path, self.cfg.merge_lora, extra=extra, state_dict=state)
+        self.accelerator.wait_for_everyone()
 
     def _card(self, validation: dict | None) -> dict[str, str]:
         """The model card files of a model saved now (README.md and its source)."""
@@ -291,11 +382,11 @@ class TrainingLoop:
         return card_files(run_info(dataclasses.asdict(cfg), self.label, validation, resolved))
 
     def _save_final_model(self) -> None:
-        """model/ with its card, then the upload that --push-to-hub asks for."""
+        """model/ with its card (every process takes part), then the upload that --push-to-hub asks for."""
         cfg, final = self.cfg, self.run_dir / "model"
-        save_model(self.policy, self.tokenizer, final, cfg.merge_lora, extra=self._card(self.last_validation))
+        self.save_policy(final, extra=self._card(self.last_validation))
         self.accelerator.print(f"model saved to {final}")
-        if cfg.push_to_hub:
+        if cfg.push_to_hub and self.accelerator.is_main_process:
             url = push_model(final, cfg.push_to_hub, cfg.hub_private, f"latro {self.label} on {cfg.task}: "
                              f"{self.step_index} steps from {cfg.model}")
             self.accelerator.print(f"model uploaded to {url}")
@@ -402,7 +493,8 @@ class TrainingLoop:
         return self.accelerator.reduce(flag, "sum").item() == 0
 
     def all_finite(self, tensors) -> bool:
-        return self.agreed(nonfinite_tensors(tensors) == 0)
+        """Whether every tensor is finite on every process (each process checks its own shards)."""
+        return self.agreed(nonfinite_tensors(local_tensors(tensors)) == 0)
 
     def _stop_signal_everywhere(self) -> int:
         """The stop signal any process received (all stop after the same step), else 0."""
@@ -446,7 +538,7 @@ class TrainingLoop:
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.accelerator.is_main_process,
                    desc=self.label, dynamic_ncols=True)
         accuracy = None
-        if cfg.eval_on_start and self.step_index == 0 and self.accelerator.is_main_process:
+        if cfg.eval_on_start and self.step_index == 0:
             accuracy = self.validate(0)
             self._log({"step": 0, "validation_accuracy": accuracy})
         self.accelerator.wait_for_everyone()
@@ -457,7 +549,7 @@ class TrainingLoop:
                 self._count_skipped(metrics)
                 last = self.step_index == self.total_steps
                 due = last or (cfg.eval_every and self.step_index % cfg.eval_every == 0)
-                if self.accelerator.is_main_process and due:
+                if due:
                     accuracy = metrics["validation_accuracy"] = self.validate(self.step_index)
                 self.accelerator.wait_for_everyone()
                 self._log(metrics)
@@ -473,7 +565,7 @@ class TrainingLoop:
             stop = self._stop_signal_everywhere()
             if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
-            if self.step_index >= self.total_steps and self.accelerator.is_main_process:
+            if self.step_index >= self.total_steps:
                 self._save_final_model()
         finally:
             bar.close()

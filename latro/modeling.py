@@ -147,18 +147,21 @@ def nonfinite_tensors(tensors) -> int:
     return int((~torch.stack([c.to(device) for c in checks])).sum().item())
 
 
-def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True, extra: dict | None = None) -> None:
+def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True, extra: dict | None = None,
+               state_dict: dict | None = None) -> None:
     """Hugging Face format with safetensors weights; LoRA merged into a copy, or the adapter alone.
     The directory is replaced whole (a kill leaves the previous one) and never with non-finite
-    weights; `extra` maps file names to text written alongside."""
+    weights; `extra` maps file names to text written alongside. `state_dict`: the full weights,
+    where `model` holds only a shard of them (gathered by `latro.distributed.full_state_dict`)."""
     path = Path(path)
-    if hasattr(model, "merge_and_unload") and merge_lora:
+    if hasattr(model, "merge_and_unload") and merge_lora and state_dict is None:
         model = copy.deepcopy(model).merge_and_unload()
-    if nonfinite_tensors(model.state_dict().values()):
+    if nonfinite_tensors((state_dict or model.state_dict()).values()):
         raise NonFiniteError(f"refusing to write {path}: the model's weights hold NaN or infinite values")
     path.parent.mkdir(parents=True, exist_ok=True)
     with replace_dir(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        gathered = {} if state_dict is None else {"state_dict": state_dict}
+        model.save_pretrained(tmp, safe_serialization=True, **gathered)
         tokenizer.save_pretrained(tmp)
         for name, text in (extra or {}).items():
             (tmp / name).write_text(text)

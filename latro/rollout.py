@@ -108,12 +108,20 @@ def sample(
     stop_token_ids: set[int],
     generator: torch.Generator | None = None,
     answer_tokens: int = 0,
+    synced: bool = False,
 ) -> list[Rollout]:
     """Sample `num_samples` continuations of each tokenised prompt, ordered prompt by prompt.
 
     A row ends at an end token, at a stop pattern (or `answer_tokens` after it), or after
     `max_new_tokens` tokens without a stop pattern: one budget for all prompts, or one per prompt
-    (so that each prompt gets what its own length leaves of the context)."""
+    (so that each prompt gets what its own length leaves of the context).
+
+    `synced`: every process of torch.distributed calls the model the same number of times, as
+    transformers' `generate(synced_gpus=True)`; needed when the model is sharded (DeepSpeed
+    ZeRO-3, FSDP), where each forward gathers weights from all processes. A process whose rows
+    are all done keeps one of them as a ghost row, fed its own samples and discarded, until the
+    processes agree (one all-reduce per token) that all are done. The tokens are those of an
+    unsynced call."""
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(budgets) != len(prompts) or min(budgets, default=1) < 1:
         raise ValueError(f"need one budget >= 1 per prompt, got {budgets} for {len(prompts)} prompts")
@@ -126,6 +134,8 @@ def sample(
     width = ids.shape[1]
     # Full-width padding mask; positions not yet written are hidden by the causal mask.
     horizon = max(budgets) + answer_tokens
+    if synced:  # every process runs up to the longest horizon of any (its cache has room for the ghost row)
+        horizon = _max_over_processes(horizon, device)
     mask = torch.cat([mask, mask.new_ones((len(prompts), horizon))], dim=1)
     cache = StaticCache(config=model.config, max_cache_len=width + horizon)
     cache_kw = {cache_keyword(model): cache}
@@ -139,11 +149,13 @@ def sample(
     total = len(prompts) * num_samples
     generated: list[list[int]] = [[] for _ in range(total)]
     answer_end: dict[int, int] = {}  # rollout -> length at which its answer allowance runs out
-    active = torch.arange(total, device=device)  # rows of the running batch -> rollout index
+    active = torch.arange(total, device=device)  # rows of the running batch -> rollout index; -1: ghost
     for _ in range(horizon):
         tokens = _next_tokens(logits, temperature, generator)
         keep = []
         for row, (r, t) in enumerate(zip(active.tolist(), tokens.tolist())):
+            if r < 0:
+                continue
             generated[r].append(t)
             n = len(generated[r])
             if r in answer_end:  # past its stop pattern: only an end token or the allowance ends it
@@ -155,8 +167,12 @@ def sample(
                 done = n >= budgets[r // num_samples]  # rationale budget spent without a stop pattern
             if not done:
                 keep.append(row)
-        if not keep:
+        if synced and _all_done(not keep, device):
             break
+        if not synced and not keep:
+            break
+        if not keep:  # done here, not everywhere: one ghost row keeps this process's forwards going
+            keep, active = [0], torch.full_like(active, -1)
         if len(keep) < len(active):
             keep_t = torch.tensor(keep, device=device)
             select_rows(cache, keep_t)
@@ -167,6 +183,19 @@ def sample(
         logits, next_pos = out.logits[:, -1], next_pos + 1
     return [_finish(matcher, r // num_samples, prompts[r // num_samples], generated[r])
             for r in range(total)]
+
+
+def _max_over_processes(value: int, device) -> int:
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def _all_done(done_here: bool, device) -> bool:
+    """Whether every process is done (one all-reduce; the same answer on all of them)."""
+    return _max_over_processes(0 if done_here else 1, device) == 0
 
 
 def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Rollout:
@@ -200,10 +229,13 @@ class Sampler:
     """The RolloutEngine of `sample` above, on the current weights of the policy in training."""
 
     def __init__(self, model: Callable[[], torch.nn.Module], tokenizer, *, stop_patterns: list[str],
-                 stop_token_ids: set[int], autocast: Callable[[], AbstractContextManager] | None = None):
+                 stop_token_ids: set[int], autocast: Callable[[], AbstractContextManager] | None = None,
+                 synced: bool = False):
+        """`autocast`: the context sampling runs in (the loop's `generation_context`: autocast, and
+        under FSDP2 the root's weights gathered); `synced`: lockstep across processes (sharded model)."""
         self.model, self.tokenizer = model, tokenizer  # model: called each time, so it sees the live policy
         self.stop_patterns, self.stop_token_ids = stop_patterns, stop_token_ids
-        self.autocast = autocast
+        self.autocast, self.synced = autocast, synced
 
     def generate(self, prompts, *, num_samples, max_new_tokens, temperature, generator=None,
                  answer_tokens=0) -> list[Rollout]:
@@ -212,4 +244,4 @@ class Sampler:
             return sample(self.model(), self.tokenizer, prompts, num_samples=num_samples,
                           max_new_tokens=max_new_tokens, temperature=temperature,
                           stop_patterns=self.stop_patterns, stop_token_ids=self.stop_token_ids,
-                          generator=generator, answer_tokens=answer_tokens)
+                          generator=generator, answer_tokens=answer_tokens, synced=self.synced)

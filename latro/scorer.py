@@ -100,6 +100,8 @@ class TokenScorer(nn.Module):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size
+        # What FSDP's transformer-based auto-wrap shards one by one (the decoder layer classes).
+        self._no_split_modules = getattr(_unwrap(model), "_no_split_modules", None)
 
     def forward(self, input_ids, attention_mask, segments, with_certainty: bool = False):
         base = _unwrap(self.model)

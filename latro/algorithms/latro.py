@@ -27,6 +27,8 @@ import time
 import torch
 
 from latro.algorithms import register_algorithm
+from latro.distributed import reduce_metrics
+from latro.errors import UserError
 from latro.estimators import batch_whiten, get_estimator
 from latro.modeling import reference_of
 from latro.monitor import reward_diagnostics
@@ -86,8 +88,10 @@ class LaTRO:
         """Attach the loop: its policy scorer, reference, tokenizer and update."""
         self.run = run
         cfg = self.cfg
+        if run.sharded and "covo" in {r.name for r, _ in self.rewards}:  # its branch passes are not in lockstep
+            raise UserError("--reward covo is not supported with a sharded model (DeepSpeed ZeRO-3, FSDP)")
         self.engine = Sampler(lambda: run.policy, run.tokenizer, stop_patterns=cfg.stop_patterns,
-                              stop_token_ids=run.stop_ids, autocast=run.accelerator.autocast)
+                              stop_token_ids=run.stop_ids, autocast=run.generation_context, synced=run.sharded)
 
     # ----------------------------------------------------------------- one step
     def step(self, batch) -> dict:
@@ -141,7 +145,7 @@ class LaTRO:
         lengths = torch.tensor([len(r.rationale_ids) for r in trajectories.rollouts], dtype=torch.float)
         diagnostics = reward_diagnostics(self.task, examples, trajectories.reward_sum.tolist(),
                                          trajectories.own_answers, cfg.num_samples) if cfg.answer_tokens else {}
-        return {
+        return reduce_metrics({
             "reward_mean": objective.rewards.mean().item(), "reward_std": objective.rewards.std().item(),
             **({f"reward/{name}": v.mean().item() for name, v in parts.items()} if len(parts) > 1 else {}),
             **diagnostics,
@@ -153,7 +157,7 @@ class LaTRO:
             "loss": objective.loss.item(), "grad_norm": float(grad_norm), "lr": lr,
             "time_generate": t1 - t0, "time_score": t2 - t1, "time_update": t3 - t2,
             "rollout_tokens_per_s": num_sampled / max(t1 - t0, 1e-9), "sampled_tokens": num_sampled,
-        }
+        }, len(trajectories.rollouts), self.accelerator)  # means over every process's samples
 
     def split_voters(self, drawn):
         """(the first K rollouts of each question, trained on; per question the others, drawn only

@@ -16,6 +16,7 @@ import functools
 import time
 
 from latro.algorithms import register_algorithm
+from latro.distributed import reduce_metrics
 from latro.errors import UserError
 from latro.prompts import sft_target_ids
 from latro.scorer import make_batch, micro_batches
@@ -69,8 +70,8 @@ class SFT:
 
         parts = micro_batches(len(batch.examples), self.cfg.micro_batch_size)
         grad_norm, lr = run.update([functools.partial(share, part) for part in parts])
-        return {
+        return reduce_metrics({
             "loss": sum(s.item() for s in shares),
             "rationale_tokens": (scored == SAMPLED).sum().item() / len(batch.examples),
             "grad_norm": grad_norm, "lr": lr, "time_update": time.perf_counter() - t0,
-        }
+        }, len(batch.examples), self.accelerator)  # means over every process's questions
