@@ -25,14 +25,17 @@ from tqdm.auto import tqdm
 from latro import checkpoint as ckpt
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
+from latro.engines import ENGINES
 from latro.errors import UserError
 from latro.evaluate import evaluate
 from latro.modeling import (
     add_lora,
     context_length,
     frozen_copy,
+    gathered_state_dict,
     load_model,
     load_tokenizer,
+    merged_weights,
     nonfinite_tensors,
     save_model,
 )
@@ -95,6 +98,7 @@ class TrainingLoop:
         model = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
         self._load_data(context_length(model))
         self._build_model(model)
+        self.engine = None  # the rollout engine, built when the algorithm asks for one (make_engine)
         self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
         self.skipped_nonfinite = self.nonfinite_in_a_row = 0  # steps not applied: in all, and lately
@@ -161,6 +165,22 @@ class TrainingLoop:
     def policy(self):
         return self.accelerator.unwrap_model(self.scorer).model
 
+    # ----------------------------------------------------------------- rollout engine
+    def make_engine(self):
+        """The rollout engine that --rollout-engine names (latro/engines/), for an algorithm that samples."""
+        self.engine = ENGINES[self.cfg.rollout_engine](self)
+        return self.engine
+
+    def policy_weights(self):
+        """The policy's full weights under the plain model's names, a LoRA adapter merged in (for an engine
+        that keeps its own copy). Every process must call it: gathering sharded weights is collective."""
+        return merged_weights(gathered_state_dict(self.accelerator, self.scorer), self.policy)
+
+    def sync_engine(self) -> None:
+        """Give an engine that keeps its own weights the policy's current ones."""
+        if self.engine is not None and hasattr(self.engine, "sync_weights"):
+            self.engine.sync_weights()
+
     # ----------------------------------------------------------------- data
     def batch_indices(self, step: int) -> list[int]:
         """This process's questions at a step: epoch-wise seeded permutations of the training set."""
@@ -205,6 +225,7 @@ class TrainingLoop:
                 raise NonFiniteError(f"step {self.step_index + 1}: the update made weights NaN or infinite although "
                                      f"the loss and gradient norm were finite: lower --lr (nothing of this step "
                                      f"was saved)")
+            self.sync_engine()
         with warnings.catch_warnings():  # a skipped first step: "scheduler.step() before optimizer.step()"
             warnings.simplefilter("ignore", UserWarning)
             self.scheduler.step()
@@ -367,6 +388,7 @@ class TrainingLoop:
                                   f"or another --output-dir")
         if not self.all_finite(list(self.scorer.parameters())):
             raise NonFiniteError(f"the weights of {cfg.model} hold NaN or infinite values: nothing to train")
+        self.sync_engine()  # an engine with its own weights starts from these (the resumed ones on --resume)
         if self.accelerator.is_main_process:
             ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
         self.accelerator.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})

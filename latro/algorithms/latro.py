@@ -31,7 +31,6 @@ from latro.objective import k3_kl, latro_objective
 from latro.prompts import answer_ids
 from latro.rewards import RewardContext, combined, parse_rewards
 from latro.rewards.covo import groups_with_signal
-from latro.rollout import Sampler
 from latro.scorer import TokenScorer, make_batch, sequence_logprobs
 from latro.trajectories import Trajectories
 
@@ -77,9 +76,7 @@ class LaTRO:
     def bind(self, run) -> None:
         """Attach the loop: its policy scorer, reference, tokenizer and update."""
         self.run = run
-        cfg = self.cfg
-        self.engine = Sampler(lambda: run.policy, run.tokenizer, stop_patterns=cfg.stop_patterns,
-                              stop_token_ids=run.stop_ids, autocast=run.accelerator.autocast)
+        self.engine = run.make_engine()  # --rollout-engine
 
     # ----------------------------------------------------------------- one step
     def step(self, batch) -> dict:
