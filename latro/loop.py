@@ -430,6 +430,8 @@ class TrainingLoop:
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if hasattr(self.engine, "close"):  # an engine with its own resources (vLLM) releases them
+                self.engine.close()
             self.accelerator.end_training()
         stop = stop or self._stop_signal  # one that came during the final save is reported too
         if stop:  # a non-zero exit (128 + signal), so that a scheduler requeues the run

@@ -60,6 +60,12 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         self.weights_current = True
 
+    def close(self) -> None:
+        """Shut vLLM down while the process group it set up in this process still exists (the loop calls
+        it before accelerate's end_training, which would destroy that group under vLLM)."""
+        if self.accelerator.num_processes == 1:
+            self.llm.llm_engine.engine_core.shutdown()
+
     # ----------------------------------------------------------------- sampling
     def generate(self, prompts, *, num_samples, max_new_tokens, temperature, generator=None,
                  answer_tokens=0) -> list[Rollout]:
@@ -100,7 +106,9 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         params = [SamplingParams(temperature=temperature, max_tokens=budget, seed=seed, stop=list(stop) or None,
-                                 stop_token_ids=self.stop_ids, ignore_eos=True, n=1)
+                                 stop_token_ids=self.stop_ids, ignore_eos=True, n=1,
+                                 # the text searched for patterns is the built-in sampler's: specials kept
+                                 skip_special_tokens=False, spaces_between_special_tokens=False)
                   for _, budget, seed in requests]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=prompt) for prompt, _, _ in requests],
                                     params, use_tqdm=False)
