@@ -151,18 +151,20 @@ def metric_keys(out):
     return [sorted(json.loads(line)) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arith_files, tmp_path):
+def train(out, arith_files, *flags):
+    """`latro train` for 3 steps in a process of its own: vLLM sets up torch.distributed in its process, and
+    accelerate's end of training takes it down, so neither run may share this one with the module's engine."""
     from test_train_cli import train_args
 
-    from latro.cli import main
-
-    builtin_run, vllm_run = tmp_path / "builtin", tmp_path / "vllm"
-    main(train_args(MODEL_DIR, arith_files, builtin_run, "--max-steps", "3"))
-    # In a process of its own: vLLM sets up torch.distributed in the process, once (the module's engine has).
-    done = subprocess.run([sys.executable, "-m", "latro.cli", *train_args(MODEL_DIR, arith_files, vllm_run,
-                                                                          "--max-steps", "3", *VLLM_FLAGS)],
-                          capture_output=True, text=True, timeout=600)
+    argv = train_args(MODEL_DIR, arith_files, out, "--max-steps", "3", *flags)
+    done = subprocess.run([sys.executable, "-m", "latro.cli", *argv], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arith_files, tmp_path):
+    builtin_run, vllm_run = tmp_path / "builtin", tmp_path / "vllm"
+    train(builtin_run, arith_files)
+    train(vllm_run, arith_files, *VLLM_FLAGS)
     assert run_files(vllm_run) == run_files(builtin_run)
     assert metric_keys(vllm_run) == metric_keys(builtin_run)
     lines = [json.loads(line) for line in (vllm_run / "metrics.jsonl").read_text().splitlines()]
