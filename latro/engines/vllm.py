@@ -148,6 +148,9 @@ def start_llm(cfg, accelerator):
         raise UserError("--vllm-sleep: vLLM's sleep mode needs a GPU (CUDA or ROCm); drop --vllm-sleep on a CPU")
     if cfg.vllm_tensor_parallel_size > 1 and on_cpu:
         raise UserError("--vllm-tensor-parallel-size above 1 needs GPUs")
+    if on_cpu:
+        # vLLM's CPU worker otherwise drops torch to 1 thread for the whole process, training included.
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     single = accelerator.num_processes == 1
     if single:
         # One process: vLLM's engine core runs inside it (no engine-core process, no worker processes).
