@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--answer-tokens", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engines", default="builtin,vllm", help="Engines to time, comma-separated (one alone: "
+                        "its own process, without the other's threads and memory).")
     args = parser.parse_args()
 
     from latro.config import TrainConfig
@@ -40,7 +42,7 @@ def main() -> None:
     from latro.tasks import task_from_config
 
     cfg = TrainConfig(model=args.model, task="gsm8k", data_dir=args.data_dir, rollout_engine="vllm",
-                      vllm_enforce_eager=True, vllm_kv_cache_gb=1.0)
+                      vllm_kv_cache_gb=1.0)
     tokenizer, model = load_tokenizer(args.model), load_model(args.model).eval()
     task = task_from_config(cfg)
     prompts = [encode_prompt(tokenizer, task, ex) for ex in task.load("train")[: args.questions]]
@@ -48,9 +50,13 @@ def main() -> None:
     accelerator = SimpleNamespace(device=torch.device("cpu"), num_processes=1, process_index=0, local_process_index=0)
     run = SimpleNamespace(cfg=cfg, accelerator=accelerator, tokenizer=tokenizer, stop_ids=stops,
                           policy_weights=lambda: iter(model.state_dict().items()))
-    engines = {"builtin": Sampler(lambda: model, tokenizer, stop_patterns=cfg.stop_patterns, stop_token_ids=stops),
-               "vllm": VLLMEngine(run)}
-    engines["vllm"].sync_weights()
+    names = args.engines.split(",")
+    engines = {}
+    if "builtin" in names:
+        engines["builtin"] = Sampler(lambda: model, tokenizer, stop_patterns=cfg.stop_patterns, stop_token_ids=stops)
+    if "vllm" in names:
+        engines["vllm"] = VLLMEngine(run)
+        engines["vllm"].sync_weights()
     rates: dict[str, list[float]] = {name: [] for name in engines}
     for repeat in range(args.repeats + 1):
         for name, engine in engines.items():
@@ -68,7 +74,8 @@ def main() -> None:
         print(f"{name}: median {statistics.median(values):.0f} tok/s over {len(values)} calls "
               f"({', '.join(f'{v:.0f}' for v in values)}); torch threads {torch.get_num_threads()}, "
               f"{os.cpu_count()} CPUs")
-    engines["vllm"].close()
+    if "vllm" in engines:
+        engines["vllm"].close()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'latro[vl
 from latro.config import STOP_PATTERNS, TrainConfig  # noqa: E402
 from latro.demo import MODEL_DIR  # noqa: E402
 from latro.engines.vllm import VLLMEngine  # noqa: E402
+from latro.errors import UserError  # noqa: E402
 from latro.modeling import load_tokenizer, merged_weights  # noqa: E402
 from latro.rollout import StopMatcher, sample  # noqa: E402
 
@@ -170,3 +171,8 @@ def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arit
     lines = [json.loads(line) for line in (vllm_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3]
     assert all(m["sampled_tokens"] > 0 and m["skipped_nonfinite"] == 0 for m in lines)
+
+
+def test_a_request_longer_than_vllms_context_is_one_clear_error(engine, vllm_tokenizer):
+    with pytest.raises(UserError, match="--vllm-max-model-len 256: a prompt with its rationale and answer needs"):
+        engine.generate(prompts_of(vllm_tokenizer), num_samples=1, max_new_tokens=250, temperature=1.0)

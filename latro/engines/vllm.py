@@ -45,6 +45,7 @@ class VLLMEngine:
         self.stop_ids = sorted(run.stop_ids)
         self.tp_group = _tensor_parallel_group(accelerator, cfg.vllm_tensor_parallel_size)
         self.llm = start_llm(cfg, accelerator)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.weights_current = True  # vLLM holds the policy's weights (it loaded them from cfg.model)
         if cfg.vllm_sleep:
             self.llm.sleep(level=2)
@@ -73,6 +74,10 @@ class VLLMEngine:
         base = int(torch.randint(SEED_RANGE, (1,), generator=generator).item()) if generator is not None else None
         requests = [(q, list(prompt), budgets[q], None if base is None else base + q * num_samples + k)
                     for q, prompt in enumerate(prompts) for k in range(num_samples)]
+        longest = max(len(p) + b for _, p, b, _ in requests) + answer_tokens if requests else 0
+        if longest > self.max_model_len:
+            raise UserError(f"--vllm-max-model-len {self.max_model_len}: a prompt with its rationale and answer needs "
+                            f"{longest} tokens; raise it (0 = the model's context) or lower --max-rationale-tokens")
         mine, requests = self._share(requests)
         if not self.weights_current:  # asleep since the last push (a skipped step pushes nothing)
             self.sync_weights()
@@ -154,7 +159,8 @@ def start_llm(cfg, accelerator):
     single = accelerator.num_processes == 1
     if single:
         # One process: vLLM's engine core runs inside it (no engine-core process, no worker processes).
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # The weight push hands vLLM an iterator over live tensors, which only an in-process engine can take.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     else:
         # Each training process is a vLLM rank (as TRL's colocate mode does); vLLM reads these.
         os.environ.update(RANK=str(accelerator.process_index), LOCAL_RANK=str(accelerator.local_process_index),
