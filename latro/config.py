@@ -102,7 +102,8 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
                                "only).")
     vllm_max_model_len: int = setting(0, "vllm: longest prompt + rationale + answer vLLM serves (0 = the model's "
                                       "context); lower it to fit a smaller KV cache.", min=0)
-    vllm_enforce_eager: bool = setting(False, "vllm: no CUDA graphs (less memory and start-up time, slower sampling).")
+    vllm_enforce_eager: bool = setting(False, "vllm: no CUDA graphs or torch.compile (less memory and start-up "
+                                     "time, slower sampling: much slower on a CPU but for tiny models).")
     # --- LaTRO objective (the paper, Prop. 2)
     reward: str = setting("latro", "Reward, or weighted rewards as 'name:weight,...': latro = log p(gold answer | "
                               "question, rationale) (the paper); covo = consistency/volatility (arXiv 2506.08745); "
