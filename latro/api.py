@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latro.config import DGDiffConfig, EvalConfig, TrainConfig
-from latro.tasks import Example, Task, task_from_config
+from latro.tasks import Example, Task, task_from_config, with_prompt_settings
 from latro.tasks.jsonl import JsonlTask, jsonl_example
 
 
@@ -34,7 +34,14 @@ class RecordsTask(JsonlTask):
 
 
 def _task(cfg, dataset: dict[str, list[dict]] | None) -> Task:
-    return RecordsTask(dataset) if dataset is not None else task_from_config(cfg)
+    return with_prompt_settings(RecordsTask(dataset), cfg) if dataset is not None else task_from_config(cfg)
+
+
+def _questions(task: Task, cfg) -> list[Example]:
+    """The split evaluated, after checking that no few-shot example is one of its questions."""
+    examples = task.load(cfg.split)
+    task.prompt_format.refuse_overlap(examples, cfg.split)
+    return examples[: cfg.limit or None]
 
 
 def train(config: TrainConfig, dataset: dict[str, list[dict]] | None = None, algorithm: str = "latro") -> Path:
@@ -54,7 +61,7 @@ def evaluate(config: EvalConfig, dataset: dict[str, list[dict]] | None = None) -
     task = _task(config, dataset)
     model = load_model(config.model, config.dtype, config.trust_remote_code)
     tokenizer = load_tokenizer(config.tokenizer or config.model, config.trust_remote_code)
-    return run(model, tokenizer, task, task.load(config.split)[: config.limit or None], samples=config.samples,
+    return run(model, tokenizer, task, _questions(task, config), samples=config.samples,
                temperature=config.sample_temperature, max_new_tokens=config.max_new_tokens,
                batch_size=config.batch_size, chat_template=config.chat_template, seed=config.seed)
 
@@ -67,4 +74,4 @@ def dgdiff(config: DGDiffConfig, dataset: dict[str, list[dict]] | None = None) -
     task = _task(config, dataset)
     model = load_model(config.model, config.dtype, config.trust_remote_code)
     tokenizer = load_tokenizer(config.tokenizer or config.model, config.trust_remote_code)
-    return run_dgdiff(model, tokenizer, task, task.load(config.split)[: config.limit or None], config)
+    return run_dgdiff(model, tokenizer, task, _questions(task, config), config)

@@ -62,6 +62,8 @@ def _disk_full(error: BaseException, path: Path) -> bool:
         return True
     if not isinstance(error, Exception):
         return False
+    if "(os error 28)" in str(error) or os.strerror(errno.ENOSPC) in str(error):  # safetensors (Rust) says so
+        return True
     # torch.save reports a full disk as "inline_container.cc: unexpected pos", with no errno: the
     # filesystem, which the failed write has filled to its last block, tells instead.
     existing = next(p for p in (path, *path.parents) if p.exists())

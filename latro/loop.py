@@ -8,6 +8,7 @@ checkpoints, signals, logging and progress. Each step it calls `algorithm.step(b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -23,6 +24,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from latro import checkpoint as ckpt
+from latro.card import card_files, push_model, run_info
 from latro.checkpoint import NonFiniteError, RunStopped
 from latro.config import TrainConfig, check_resume, save_yaml
 from latro.engines import ENGINES
@@ -40,8 +42,9 @@ from latro.modeling import (
     save_model,
 )
 from latro.prompts import encode_prompt, end_of_turn_id, stop_token_ids
+from latro.rewards import parse_rewards
 from latro.scorer import TokenScorer
-from latro.tasks import Example, Task, task_from_config
+from latro.tasks import Example, Task, task_from_config, with_prompt_settings
 
 BEST_FILE = "best.json"  # in best-model/: the step and validation accuracy that chose it
 
@@ -75,6 +78,15 @@ def warn_if_updates_round_away(params, lr: float, report) -> None:
                "float32 master weights in mixed precision")
 
 
+def micro_batches_per_step(cfg, algorithm) -> int:
+    """Backward calls per optimizer step on each process: ceil(sequences per step on a process /
+    --micro-batch-size), 1 without micro-batches. accelerate's gradient accumulation (and DeepSpeed's
+    gradient_accumulation_steps) must count these, so that gradients are exchanged and DeepSpeed
+    steps only after the last one."""
+    sequences = algorithm.sequences_per_step(cfg)
+    return math.ceil(sequences / cfg.micro_batch_size) if cfg.micro_batch_size else 1
+
+
 class TrainingLoop:
     def __init__(self, cfg: TrainConfig, algorithm, task: Task | None = None):
         """`algorithm`: a class of latro.algorithms (e.g. LaTRO, SFT), built here with the task;
@@ -84,13 +96,17 @@ class TrainingLoop:
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
+        self.micro_batches_per_step = micro_batches_per_step(cfg, algorithm)
         # The schedule follows the step count: one scheduler step per training step, whatever the
         # number of processes and whether the step was applied or skipped.
         self.accelerator = Accelerator(log_with=trackers or None, project_dir=str(self.run_dir),
-                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False)
+                                       mixed_precision=mixed_precision(cfg), step_scheduler_with_optimizer=False,
+                                       gradient_accumulation_steps=self.micro_batches_per_step)
         if cfg.resume:  # before anything is loaded or written
             check_resume(cfg, self.run_dir / "config.yaml", self.accelerator.print)
         set_seed(cfg.seed)
+        if task is not None and task.prompt_format is None:
+            task = with_prompt_settings(task, cfg)
         self.task = task or task_from_config(cfg)
         self.algorithm = algorithm(cfg, self.task, self.accelerator)
         self.label = self.algorithm.label
@@ -101,6 +117,7 @@ class TrainingLoop:
         self.engine = None  # the rollout engine, built when the algorithm asks for one (make_engine)
         self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
+        self.last_validation: dict | None = None  # step, accuracy and size of the latest validation
         self.skipped_nonfinite = self.nonfinite_in_a_row = 0  # steps not applied: in all, and lately
         self.step_skipped = False
         self._stop_signal = 0
@@ -112,6 +129,7 @@ class TrainingLoop:
         if cfg.train_limit:
             self.train_set = self.train_set[: cfg.train_limit]
         self.validation_set = self.task.load("validation")
+        self._keep_shots_out()
         if cfg.eval_limit:
             self.validation_set = self.validation_set[: cfg.eval_limit]
         self.prompts = [encode_prompt(self.tokenizer, self.task, ex, cfg.chat_template) for ex in self.train_set]
@@ -129,6 +147,21 @@ class TrainingLoop:
                             "(--questions-per-step on each process)")
         self.steps_per_epoch = len(self.train_set) // per_step
         self.total_steps = cfg.max_steps or max(1, math.floor(cfg.epochs * self.steps_per_epoch))
+        self.first_prompt = self.tokenizer.decode(self.prompts[0])  # exactly what the model sees; saved at start
+        self.accelerator.print(f"prompt of the first training question:\n{self.first_prompt}\n")
+
+    def _keep_shots_out(self) -> None:
+        """Few-shot examples never come from validation (refused); a training question that is one of
+        them is dropped, since its worked answer would be in its own prompt."""
+        shots = self.task.prompt_format
+        if shots is None or not shots.shots:
+            return
+        shots.refuse_overlap(self.validation_set, "validation")
+        shown = shots.overlap(self.train_set)
+        if shown:
+            self.accelerator.print(f"dropping {len(shown)} training questions that are few-shot examples "
+                                   f"({', '.join(shown.values())})")
+            self.train_set = [ex for i, ex in enumerate(self.train_set) if i not in shown]
 
     def _build_model(self, model):
         cfg = self.cfg
@@ -157,6 +190,11 @@ class TrainingLoop:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         scorer = TokenScorer(model, cfg.score_chunk_size)
         self.scorer, self.optimizer, self.scheduler = self.accelerator.prepare(scorer, optimizer, scheduler)
+        accumulation = self.accelerator.gradient_accumulation_steps  # a DeepSpeed config may set its own
+        if accumulation != self.micro_batches_per_step:
+            raise UserError(f"gradient_accumulation_steps is {accumulation} (set by the accelerate or DeepSpeed "
+                            f"config), but a step makes {self.micro_batches_per_step} backward call(s) "
+                            "(--micro-batch-size): set gradient_accumulation_steps to auto")
         self.ref_scorer = TokenScorer(self.ref, cfg.score_chunk_size) if self.ref is not None else None
         self.stop_ids = stop_token_ids(self.tokenizer, model)
         self.end_id = end_of_turn_id(self.tokenizer, cfg.chat_template)  # closes the forced answer
@@ -208,17 +246,31 @@ class TrainingLoop:
         self.scheduler.step()
         return 0.0, lr
 
-    def update(self, loss: torch.Tensor) -> tuple[float, float]:
+    def update(self, loss) -> tuple[float, float]:
         """Backward, clip, one AdamW step, schedule; returns (grad norm, lr used).
 
+        `loss`: the step's loss, or one function per micro-batch returning its share of the loss
+        (with gradient; the shares add up to the loss), each called and back-propagated in turn
+        under accelerate's gradient accumulation: the gradients add up, and are exchanged between
+        processes (DeepSpeed steps its engine) only after the last one.
         A step whose loss or gradient norm is non-finite on any process is skipped: its gradients
         are dropped and the weights and AdamW moments stay as they were (`step_skipped`)."""
-        self.accelerator.backward(loss)
+        shares = [lambda: loss] if torch.is_tensor(loss) else loss
+        if len(shares) != self.micro_batches_per_step:  # accumulate() would exchange gradients at the wrong call
+            raise RuntimeError(f"{len(shares)} micro-batches in a step, expected {self.micro_batches_per_step}")
+        total = 0.0
+        for share in shares:
+            with self.accelerator.accumulate(self.scorer):
+                part = share()
+                # accelerate (or DeepSpeed's engine) divides each backward by the accumulation
+                # steps; the shares already add up to the step's loss.
+                self.accelerator.backward(part * self.accelerator.gradient_accumulation_steps)
+            total = total + part.detach()
         # An infinite bound clips nothing but still measures the norm, which the check below needs.
         grad_norm = self.accelerator.clip_grad_norm_(self.scorer.parameters(), self.cfg.max_grad_norm or math.inf)
         lr = self.scheduler.get_last_lr()[0]
         # (DeepSpeed clips inside its engine and may report no norm.)
-        self.step_skipped = not self.all_finite([loss.detach()] + ([] if grad_norm is None else [grad_norm]))
+        self.step_skipped = not self.all_finite([total] + ([] if grad_norm is None else [grad_norm]))
         if not self.step_skipped:
             self.optimizer.step()
             if not self.all_finite([p for group in self.optimizer.param_groups for p in group["params"]]):
@@ -243,12 +295,31 @@ class TrainingLoop:
         out = self.run_dir / "evaluations"
         out.mkdir(exist_ok=True)
         ckpt.write_text(out / f"validation-step-{step:06d}.json", ckpt.dumps({"step": step, **result}, indent=1))
+        self.last_validation = {"step": step, "accuracy": accuracy, "questions": len(self.validation_set)}
         if accuracy > self.best_accuracy:
             # best.json names the evaluation that chose the model, and is what resume compares against.
+            card = self._card({**self.last_validation, "note": "the best validation accuracy of the run"})
             save_model(self.policy, self.tokenizer, self.run_dir / "best-model", cfg.merge_lora,
-                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy})})
+                       extra={BEST_FILE: ckpt.dumps({"step": step, "validation_accuracy": accuracy}), **card})
             self.best_accuracy = accuracy
         return accuracy
+
+    def _card(self, validation: dict | None) -> dict[str, str]:
+        """The model card files of a model saved now (README.md and its source)."""
+        cfg, algorithm = self.cfg, self.algorithm
+        resolved = {"beta": getattr(algorithm, "beta", None), "kl_in": getattr(algorithm, "kl_in", None),
+                    "estimator": cfg.estimator or parse_rewards(cfg.reward)[0][0].estimator}
+        return card_files(run_info(dataclasses.asdict(cfg), self.label, validation, resolved))
+
+    def _save_final_model(self) -> None:
+        """model/ with its card, then the upload that --push-to-hub asks for."""
+        cfg, final = self.cfg, self.run_dir / "model"
+        save_model(self.policy, self.tokenizer, final, cfg.merge_lora, extra=self._card(self.last_validation))
+        self.accelerator.print(f"model saved to {final}")
+        if cfg.push_to_hub:
+            url = push_model(final, cfg.push_to_hub, cfg.hub_private, f"latro {self.label} on {cfg.task}: "
+                             f"{self.step_index} steps from {cfg.model}")
+            self.accelerator.print(f"model uploaded to {url}")
 
     def save_checkpoint(self, step: int) -> None:
         if not self.all_finite(self._checkpoint_tensors()):
@@ -391,6 +462,7 @@ class TrainingLoop:
         self.sync_engine()  # an engine with its own weights starts from these (the resumed ones on --resume)
         if self.accelerator.is_main_process:
             ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
+            ckpt.write_text(self.run_dir / "prompt.txt", self.first_prompt or "")
         self.accelerator.init_trackers("latro", config={k: str(v) for k, v in vars(cfg).items()})
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total_steps, initial=self.step_index, disable=not self.accelerator.is_main_process,
@@ -424,8 +496,7 @@ class TrainingLoop:
             if stop and self.step_index % cfg.save_every and self.step_index < self.total_steps:
                 self.save_checkpoint(self.step_index)
             if self.step_index >= self.total_steps and self.accelerator.is_main_process:
-                save_model(self.policy, self.tokenizer, self.run_dir / "model", cfg.merge_lora)
-                self.accelerator.print(f"model saved to {self.run_dir / 'model'}")
+                self._save_final_model()
         finally:
             bar.close()
             for sig, handler in previous.items():

@@ -67,8 +67,24 @@ def latro_objective(*, rationale_logp, answer_logp, ref_rationale_logp, reward, 
     if extra_reward is not None:
         rewards = rewards + extra_reward.detach()
     advantages = estimator(rewards, group_size) if keep is None else estimator(rewards, group_size, keep=keep)
-    per_rollout = advantages * rationale_logp + answer_weight * answer_logp
-    if kl_in == "loss" and kl_loss is not None:
-        per_rollout = per_rollout - beta * kl_loss
-    loss = -per_rollout.mean() if keep is None else -(per_rollout * keep).sum() / keep.sum().clamp(min=1)
+    per_rollout = rollout_objective(advantages, rationale_logp, answer_logp, answer_weight, beta,
+                                    kl_loss if kl_in == "loss" else None)
+    loss = -(per_rollout * loss_weights(keep, len(per_rollout), per_rollout)).sum()
     return Objective(loss=loss, rewards=rewards, advantages=advantages, kl=kl, kl_loss=kl_loss)
+
+
+def rollout_objective(advantages, rationale_logp, answer_logp, answer_weight: float, beta: float,
+                      kl_loss=None) -> torch.Tensor:
+    """[B] each rollout's term of the Prop. 2 surrogate (to maximise); `advantages` detached,
+    `kl_loss` (the per-token k3 mean, KL in the loss) subtracted with weight beta."""
+    per_rollout = advantages.detach() * rationale_logp + answer_weight * answer_logp
+    return per_rollout if kl_loss is None else per_rollout - beta * kl_loss
+
+
+def loss_weights(keep, size: int, like: torch.Tensor) -> torch.Tensor:
+    """[B] each rollout's weight in the loss, -sum(weight x term): 1/B, or 1/(rollouts kept) on
+    the kept ones and 0 on the others. Fixed per step, so that micro-batches' shares of the loss
+    (their rows' weighted sum) add up to the step's loss."""
+    if keep is None:
+        return like.new_full((size,), 1.0 / size)
+    return keep.to(like.dtype) / keep.sum().clamp(min=1)

@@ -1,16 +1,162 @@
-"""Token ids of prompts and of the teacher-forced gold answer."""
+"""Token ids of prompts and of the teacher-forced gold answer.
+
+A prompt is the task's own (the paper's) unless the run gives a system prompt, a Jinja template of
+the user message or few-shot examples (`PromptFormat`); `encode_prompt` applies it the same way in
+training, `latro eval` and `latro dgdiff`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 from jinja2 import TemplateError
 
+from latro.errors import SettingError, UserError
 from latro.rollout import Rollout
 from latro.tasks import Example, Task
 
+# What a --prompt-template may use: the question and its options, never its gold answer or rationale.
+TEMPLATE_FIELDS = ("question", "choices", "options", "id", "prompt")
+_GOLD_FIELDS = ("answer", "rationale", "solution")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    """How a task's prompt becomes the conversation the model sees. The default (nothing set) is the
+    paper's: the task's prompt as the one user message."""
+
+    system: str | None = None
+    template: object | None = None  # a jinja2 Template of the user message
+    template_path: str | None = None
+    shots: tuple[Example, ...] = ()
+    shot_places: tuple[str, ...] = ()  # "file:line" of each shot, for error messages
+    shots_as: str = "chat"  # "chat": user/assistant turns; "text": worked examples inside the user message
+
+    def user_text(self, task: Task, ex: Example) -> str:
+        """The user message of `ex`: the task's prompt, or the template rendered over its fields."""
+        if self.template is None:
+            return task.prompt(ex)
+        fields = {"question": ex.question, "id": ex.id, "prompt": task.prompt(ex),
+                  "choices": [{"label": label, "text": text} for label, text in ex.choices],
+                  "options": " ".join(f"({label}) {text}" for label, text in ex.choices)}
+        try:
+            return self.template.render(**fields)
+        except TemplateError as err:  # StrictUndefined: e.g. {{ question.text }}
+            raise UserError(f"{self.template_path}: {type(err).__name__}: {err}") from None
+
+    def reply(self, task: Task, shot: Example) -> str:
+        """A shot's worked answer: its rationale (if the file gives one), then the task's answer text."""
+        return f"{shot.rationale.strip()}\n{task.answer_text(shot)}" if shot.rationale else task.answer_text(shot)
+
+    def messages(self, task: Task, ex: Example) -> list[dict]:
+        """The conversation for `ex`: system prompt, shots, then its user message."""
+        user = self.user_text(task, ex)
+        turns = [{"role": "system", "content": self.system}] if self.system else []
+        if self.shots_as == "text" and self.shots:
+            worked = "\n\n".join(f"{self.user_text(task, s)}\n{self.reply(task, s)}" for s in self.shots)
+            user = f"{worked}\n\n{user}"
+        else:
+            for shot in self.shots:
+                turns += [{"role": "user", "content": self.user_text(task, shot)},
+                          {"role": "assistant", "content": self.reply(task, shot)}]
+        return turns + [{"role": "user", "content": user}]
+
+    def text(self, tokenizer, task: Task, ex: Example, chat_template: bool = True) -> str:
+        """The prompt as text: through the chat template when the tokenizer has one, else the turns'
+        contents one after the other, separated by a blank line."""
+        turns = self.messages(task, ex)
+        if chat_template and tokenizer.chat_template:
+            try:
+                return tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+            except TemplateError as err:  # e.g. Gemma's template refuses a system message
+                raise UserError(f"the tokenizer's chat template rejects this prompt ({err}); drop --system-prompt "
+                                "or use --few-shot-format text, or --no-chat-template") from None
+        return "\n\n".join(turn["content"] for turn in turns)
+
+    def overlap(self, examples: list[Example]) -> dict[int, str]:
+        """Which of `examples` (by position) ask a shot's question (compared without case and spacing):
+        the shot's place in its file."""
+        shots = {_normalized(s.question): place for s, place in zip(self.shots, self.shot_places)}
+        return {i: shots[q] for i, ex in enumerate(examples) if (q := _normalized(ex.question)) in shots}
+
+    def refuse_overlap(self, examples: list[Example], split: str) -> None:
+        """UserError if a shot's question is one of `examples` (the split evaluated): its answer would
+        be in the prompt."""
+        found = self.overlap(examples)
+        if found:
+            i, place = next(iter(found.items()))
+            raise UserError(f"{place}: this few-shot example is question {examples[i].id!r} of the {split} split "
+                            f"({len(found)} such): shots must not come from the split evaluated")
+
+
+def _normalized(question: str) -> str:
+    return re.sub(r"\s+", " ", question).strip().lower()
+
+
+def prompt_format(cfg, task: Task) -> PromptFormat:
+    """The PromptFormat that the settings `cfg` ask for (--system-prompt, --prompt-template,
+    --few-shot, --num-shots, --few-shot-format); every problem is one UserError naming the file."""
+    template = None
+    if cfg.prompt_template:
+        template = _load_template(cfg.prompt_template)
+    shots, places = _load_shots(cfg, task) if cfg.few_shot else ((), ())
+    return PromptFormat(system=cfg.system_prompt, template=template, template_path=cfg.prompt_template,
+                        shots=shots, shot_places=places, shots_as=cfg.few_shot_format)
+
+
+def _load_template(path: str):
+    """The Jinja template in `path`, sandboxed (a template cannot reach Python objects) and strict (a
+    misspelt field is an error, not an empty string); fields checked against TEMPLATE_FIELDS."""
+    from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        source = open(path, encoding="utf-8").read()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the prompt template ({err.strerror or err})") from None
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    try:
+        used = meta.find_undeclared_variables(env.parse(source))
+    except TemplateSyntaxError as err:
+        raise UserError(f"{path}:{err.lineno}: template syntax error: {err.message}") from None
+    for name in sorted(used):
+        if name in _GOLD_FIELDS:
+            raise UserError(f"{path}: field '{name}' holds the gold answer, which a prompt must not show")
+        if name not in TEMPLATE_FIELDS:
+            raise UserError(f"{path}: unknown field '{name}'; a template may use {', '.join(TEMPLATE_FIELDS)}")
+    return env.from_string(source)
+
+
+def _load_shots(cfg, task: Task) -> tuple[tuple[Example, ...], tuple[str, ...]]:
+    """The first --num-shots examples of the --few-shot JSONL file (all when 0), read by the task."""
+    from latro.tasks.base import read_jsonl
+
+    records = read_jsonl(cfg.few_shot)
+    if cfg.num_shots > len(records):
+        raise SettingError("num_shots", f"got {cfg.num_shots}, but {cfg.few_shot} holds {len(records)} examples")
+    chosen = records[: cfg.num_shots or None]
+    places = tuple(f"{cfg.few_shot}:{n}" for n, _ in chosen)
+    return tuple(task.record_example(rec, place, f"shot-{n}") for (n, rec), place in zip(chosen, places)), places
+
 
 def encode_prompt(tokenizer, task: Task, example: Example, chat_template: bool = True) -> list[int]:
-    """The task's prompt, inside the chat template when the tokenizer has one."""
-    return encode_user_message(tokenizer, task.prompt(example), chat_template)
+    """The task's prompt, inside the chat template when the tokenizer has one, in the run's
+    PromptFormat (`task.prompt_format`; the paper's prompt when it has none)."""
+    fmt = getattr(task, "prompt_format", None)
+    if fmt is None or fmt == PromptFormat():
+        return encode_user_message(tokenizer, task.prompt(example), chat_template)
+    text = fmt.text(tokenizer, task, example, chat_template)
+    if chat_template and tokenizer.chat_template:
+        return tokenizer(text, add_special_tokens=False).input_ids
+    return tokenizer(text).input_ids  # plain prompt: the tokenizer's own BOS, if any
+
+
+def first_prompt(tokenizer, task: Task, examples: list[Example], chat_template: bool = True) -> str | None:
+    """The prompt of the first example exactly as the model sees it (decoded ids), to print and save."""
+    if not examples:
+        return None
+    return tokenizer.decode(encode_prompt(tokenizer, task, examples[0], chat_template))
 
 
 def encode_user_message(tokenizer, text: str, chat_template: bool = True) -> list[int]:

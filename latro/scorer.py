@@ -33,6 +33,24 @@ class Batch:
     def to(self, device) -> Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.segments.to(device))
 
+    def rows(self, part: slice) -> Batch:
+        """The sequences of `part`, their padding cut to the longest of them (right padding: the
+        scored tokens, their order and their log-probs are those of the whole batch)."""
+        width = int(self.attention_mask[part].sum(1).max())
+        return Batch(self.input_ids[part, :width], self.attention_mask[part, :width], self.segments[part, :width])
+
+    def token_span(self, part: slice) -> slice:
+        """Where the scored tokens of the sequences of `part` lie in the scorer's row-major output."""
+        counts = (self.segments[:, 1:] != 0).sum(1)
+        start = int(counts[: part.start].sum())
+        return slice(start, start + int(counts[part].sum()))
+
+
+def micro_batches(rows: int, size: int) -> list[slice]:
+    """Consecutive slices of at most `size` of `rows` sequences (size 0: one slice of all)."""
+    size = size or rows
+    return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
+
 
 def make_batch(prompts: list[list[int]], rationales: list[list[int]], answers: list[list[int]],
                pad_id: int) -> Batch:
@@ -117,6 +135,20 @@ class SequenceLogprobs:
         kind = segments[:, 1:][segments[:, 1:] != 0]
         counts = (segments == SAMPLED).sum(1).tolist()
         return list(self.token_logprobs[kind == SAMPLED].detach().split(counts))
+
+
+def score_in_parts(scorer, batch: Batch, parts: list[slice], with_certainty: bool = False):
+    """The scorer's output for the whole batch, computed on the sequences of each part in turn
+    (a pass over all of them at once when there is one part)."""
+    outputs = []
+    for part in parts:
+        piece = batch if len(parts) == 1 else batch.rows(part)
+        outputs.append(scorer(piece.input_ids, piece.attention_mask, piece.segments, with_certainty=with_certainty))
+    if len(outputs) == 1:
+        return outputs[0]
+    if with_certainty:
+        return tuple(torch.cat(column) for column in zip(*outputs))
+    return torch.cat(outputs)
 
 
 def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprobs:

@@ -10,10 +10,11 @@ model built here (so that writing a checkpoint takes a visible share of a step) 
 addition task, 8 steps with a checkpoint, a validation and a best model every 2 steps and a
 constant learning rate. A reference run does the 8 steps straight. A trial survives when:
 
-  kill     the run is killed (SIGKILL) at a random moment of its training phase, then its first
-           resume too; a last `--resume` finishes and reproduces the reference exactly: same
-           losses, steps 1..8 logged once each in strict JSON, same final weights, same best model,
-           no leftover .tmp/.old, nothing non-finite on disk;
+  kill     the run is killed (SIGKILL), then its first resume too: one of the two at a random
+           moment of training, the other while a checkpoint, model or evaluation is being
+           written; a last `--resume` finishes and reproduces the reference exactly: same losses,
+           steps 1..8 logged once each in strict JSON, same final weights, same best model, no
+           leftover .tmp/.old, nothing non-finite on disk;
   signal   SIGTERM or SIGINT at a random moment of training: the run exits with 128 + signal
            (or finished first), and `--resume` reproduces the reference as above;
   damage   one file of the newest checkpoint or of the run directory is damaged as a disk or a
@@ -152,6 +153,37 @@ def signal_during_training(proc, out: Path, signum: int, step_seconds: float, rn
     return True
 
 
+def writes_in_flight(out: Path) -> set[str]:
+    """The temporary files and directories being written in the run directory now."""
+    found = set()
+    for folder in (out, out / "checkpoints", out / "evaluations"):
+        try:
+            found |= {str(folder / e.name) for e in os.scandir(folder) if e.name.endswith(".tmp")}
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def kill_while_writing(proc, out: Path, rng) -> bool:
+    """SIGKILL while a file or directory of the run is being written (a checkpoint, a model, an
+    evaluation, config.yaml), after letting a random number of such writes pass. False if the
+    run ended first."""
+    before = inode(out / "config.yaml")
+    while not training_began(out, before):
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    seen, skip = set(), rng.randint(0, 3)
+    while proc.poll() is None:
+        now = writes_in_flight(out)
+        if now - seen and len(seen | now) > skip:
+            proc.kill()  # the polling's own delay places the kill within the write
+            return True
+        seen |= now
+        time.sleep(0.002)
+    return False
+
+
 # ----------------------------------------------------------------- checking a run directory
 def strict_lines(path: Path) -> list[dict]:
     def refuse(constant):
@@ -218,7 +250,7 @@ class Tally:
         counts[1] += problem is None
         if problem:
             self.failures.append(f"{group} / {case}: {problem}")
-        print(f"  {group:7} {case:60} {'survived' if problem is None else 'FAILED: ' + problem}", flush=True)
+        print(f"  {group:7} {case:70} {'survived' if problem is None else 'FAILED: ' + problem}", flush=True)
 
     def note(self, group: str, text: str) -> None:
         self.notes.setdefault(group, []).append(text)
@@ -234,30 +266,33 @@ class Tally:
 
 # ----------------------------------------------------------------- the groups
 def kill_group(ctx, tally: Tally, trials: int, rng) -> None:
-    """Two SIGKILLs per trial: one during the run, one during its first resume."""
+    """Two SIGKILLs per trial, one during the run and one during its first resume: one at a random
+    moment of training, the other while a file is being written (alternately first)."""
     half_written = kills = 0
     for trial in range(trials):
         out = ctx.work / f"kill-{trial}"
         seen = []
-        for resume in ((), ("--resume",)):
+        for attempt, resume in enumerate(((), ("--resume",))):
             proc = launch(train_args(ctx.model, ctx.data, out, *resume))
-            if signal_during_training(proc, out, signal.SIGKILL, ctx.step_seconds, rng):
+            if (kill_while_writing(proc, out, rng) if (trial + attempt) % 2 else
+                    signal_during_training(proc, out, signal.SIGKILL, ctx.step_seconds, rng)):
                 proc.wait()
                 kills += 1
                 state = leftovers(out)
                 text = (out / "metrics.jsonl").read_bytes() if (out / "metrics.jsonl").exists() else b""
                 if state or (text and not text.endswith(b"\n")):
                     half_written += 1
-                seen.append(f"killed after {sum(1 for _ in text.splitlines())} metrics lines"
-                            + (f", leaving {state}" if state else ""))
+                seen.append(f"killed at {sum(1 for _ in text.splitlines())} lines"
+                            + (f" in {', '.join(Path(p).name for p in state)}" if state else ""))
             else:
                 finish(proc)
                 seen.append("finished before the kill")
         rc, _, err = run(train_args(ctx.model, ctx.data, out, "--resume"))
         problem = f"resume exit {rc}: {err.strip().splitlines()[-1:]}" if rc else same_as_reference(out, ctx.reference)
-        tally.add("kill", f"trial {trial}: " + "; ".join(seen)[:52], problem)
+        tally.add("kill", f"trial {trial}: " + "; ".join(seen)[:70], problem)
         shutil.rmtree(out, ignore_errors=True)
-    tally.note("kill", f"{kills} kill -9 moments; {half_written} of them left a half-written file or directory")
+    tally.note("kill", f"{kills} kill -9 moments; {half_written} of them left a half-written file or directory, "
+                       f"or a cut metrics line")
 
 
 def signal_group(ctx, tally: Tally, trials: int, rng) -> None:
@@ -397,10 +432,13 @@ def disk_group(ctx, tally: Tally, sizes: int) -> None:
     mount = ctx.work / "disk"
     mount.mkdir()
     peak = ctx.peak_bytes
-    fractions = [0.02 + 0.96 * i / max(1, sizes - 1) for i in range(sizes)]
+    # A few sizes that fill up on config.yaml, a metrics line or an evaluation; the rest spread
+    # over the run's peak, filling up on a model or a checkpoint.
+    tiny = [4, 12, 24, 48][: sizes // 3]
+    spread = [int(peak / 1024 * (0.02 + 0.96 * i / max(1, sizes - len(tiny) - 1))) for i in range(sizes - len(tiny))]
     clear = finished = 0
-    for fraction in fractions:
-        size_kb = max(64, int(peak * fraction / 1024))
+    for size_kb in tiny + spread:
+        fraction = size_kb * 1024 / peak
         try:
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mount)], check=True,
                            capture_output=True)
@@ -411,6 +449,7 @@ def disk_group(ctx, tally: Tally, sizes: int) -> None:
             out = mount / "run"
             rc, _, err = run(train_args(ctx.model, ctx.data, out))
             last = err.strip().splitlines()[-1] if err.strip() else ""
+            outcome = f"stopped at {Path(last.split('writing ')[-1]).name}" if rc else "finished"
             problem = None
             if rc == 0:
                 finished += 1
@@ -423,9 +462,7 @@ def disk_group(ctx, tally: Tally, sizes: int) -> None:
                 rc, _, err = run(train_args(ctx.model, ctx.data, out, "--resume"))
                 problem = f"resume exit {rc}: {err.strip().splitlines()[-1:]}" if rc \
                     else same_as_reference(out, ctx.reference)
-            tally.add("disk", f"tmpfs of {size_kb} KiB ({fraction:.0%} of the run's peak): "
-                              + (f"stopped at {last.split('writing ')[-1].replace(str(out) + '/', '')}"
-                                 if rc and last else "finished")[:40], problem)
+            tally.add("disk", f"tmpfs of {size_kb} KiB ({fraction:.1%} of the peak): {outcome}"[:70], problem)
         finally:
             subprocess.run(["umount", str(mount)], check=False)
     tally.note("disk", f"{clear} stopped with the one-line message, {finished} had room to finish")

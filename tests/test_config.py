@@ -47,7 +47,7 @@ def test_yaml_numbers_are_read_as_python_reads_them(tmp_path):
     ("dtype: fp8\n", "dtype: got 'fp8', expected one of float32, bfloat16, float16"),
     ("beta: -0.1\n", "beta: got -0.1, expected a number >= 0 or null"),
     ("task: mmlu\n", "task: got 'mmlu', expected one of arc_challenge, arithmetic, arithmetic_easy, dataset, gsm8k, "
-                     "jsonl"),
+                     "jsonl, math"),
     ("num_sample: 3\n", "unknown settings ['num_sample'] (did you mean num_samples?)"),
     ("lr: 1e-4\nlr: 2e-4\n", "invalid YAML (setting 'lr' is given twice)"),
     ("- lr\n", "expected a mapping of setting: value"),

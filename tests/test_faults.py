@@ -323,3 +323,13 @@ def test_a_new_run_refuses_a_directory_with_metrics_but_no_checkpoint(tiny_model
     assert "already holds a run (metrics.jsonl): pass --resume" in cli_error(
         train_args(tiny_model_dir, arith_files, out, "--max-steps", "1"))
     assert (out / "metrics.jsonl").read_text() == json.dumps({"step": 1, "loss": 2.0}) + "\n"
+
+
+def test_a_full_disk_reported_by_safetensors_is_named(tmp_path):
+    """safetensors (Rust) reports ENOSPC in its message only, and removes what it wrote."""
+    class SafetensorError(Exception):
+        pass
+    with pytest.raises(ckpt.DiskFullError, match="no space left on device while writing"), \
+            ckpt.replace_dir(tmp_path / "model"):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert list(tmp_path.iterdir()) == []

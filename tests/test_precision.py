@@ -2,6 +2,7 @@
 precision), so the paper's lr 5e-7 moves the weights; pure bf16 weights only on request, with a
 warning when lr is too small to move them."""
 
+import pytest
 import torch
 
 from latro import demo
@@ -29,8 +30,9 @@ def train_two_steps(trainer):
     return initial
 
 
-def test_bf16_mixed_precision_moves_the_weights_at_the_papers_lr(tmp_path):
-    trainer = build_trainer(config(tmp_path / "mixed", dtype="bfloat16"))
+@pytest.mark.parametrize("micro_batch_size", [0, 1])  # the whole step in one pass, or a rollout at a time
+def test_bf16_mixed_precision_moves_the_weights_at_the_papers_lr(tmp_path, micro_batch_size):
+    trainer = build_trainer(config(tmp_path / "mixed", dtype="bfloat16", micro_batch_size=micro_batch_size))
     assert trainer.accelerator.mixed_precision == "bf16"
     assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())  # master weights
     initial = train_two_steps(trainer)

@@ -4,6 +4,9 @@ of them; an algorithm is a class with
 
     __init__(cfg, task, accelerator)      # settings-derived state; may reject settings
     needs_reference: bool                 # whether the loop keeps a frozen pi_0
+    sequences_per_step(cfg) -> int        # (static) sequences per step and process, split into
+                                          # --micro-batch-size micro-batches (run.update takes one
+                                          # loss function per micro-batch)
     select_training(examples) -> examples # the training questions it can use
     bind(run)                             # the loop, once the model, optimizer and data exist
     step(batch: QuestionBatch) -> dict    # one optimizer step (through run.update), its metrics

@@ -12,6 +12,9 @@ One step, top to bottom (`LaTRO.step`):
      advantages from the estimator (with CoVo, groups without any reward dropped first);
   4. backward of the Prop. 2 surrogate (plus beta x the per-token KL when it is in the loss),
      clip, AdamW step, linear decay (the loop's `update`).
+With --micro-batch-size, step 2's policy pass is made without gradient (the rewards and the
+advantages need every rollout first), and step 4 takes a pass with gradient per micro-batch,
+back-propagating its share of the loss: one extra forward pass for the memory of a micro-batch.
 Deliberately not done: PPO-style ratio clipping and multiple updates per batch (the paper takes
 one on-policy step per batch of rollouts).
 """
@@ -27,11 +30,11 @@ from latro.algorithms import register_algorithm
 from latro.estimators import batch_whiten, get_estimator
 from latro.modeling import reference_of
 from latro.monitor import reward_diagnostics
-from latro.objective import k3_kl, latro_objective
+from latro.objective import k3_kl, latro_objective, loss_weights, rollout_objective
 from latro.prompts import answer_ids
 from latro.rewards import RewardContext, combined, parse_rewards
 from latro.rewards.covo import groups_with_signal
-from latro.scorer import TokenScorer, make_batch, sequence_logprobs
+from latro.scorer import Batch, TokenScorer, make_batch, micro_batches, score_in_parts, sequence_logprobs
 from latro.trajectories import Trajectories
 
 
@@ -59,6 +62,11 @@ class LaTRO:
     @property
     def needs_reference(self) -> bool:
         return self.beta > 0
+
+    @staticmethod
+    def sequences_per_step(cfg) -> int:
+        """Sequences scored and back-propagated per step on each process: K per question."""
+        return cfg.questions_per_step * cfg.num_samples
 
     def _samples_per_question(self, reward_names: set[str]) -> int:
         """K, or M > K with majority voters (only the first K of each question are trained on)."""
@@ -94,7 +102,8 @@ class LaTRO:
         t1 = time.perf_counter()
 
         trajectories = self.pack(rollouts, examples, voting_only)
-        self.score(trajectories)
+        micro = micro_batches(len(rollouts), cfg.micro_batch_size)
+        self.score(trajectories, micro)
         reward, parts = self.score_rewards(trajectories, examples)
         # The non-stop penalty scales LaTRO's negative log-likelihoods; own-answer rewards already
         # give an unfinished response no answer and so no credit.
@@ -114,8 +123,11 @@ class LaTRO:
 
         if keep is not None and not self.accelerator.gather(keep.sum().reshape(1)).sum():
             grad_norm, lr = run.skip_update()
-        else:
+        elif len(micro) == 1:
             grad_norm, lr = run.update(objective.loss)
+        else:
+            grad_norm, lr = run.update([functools.partial(self.micro_batch_loss, trajectories, objective, part)
+                                        for part in micro])
         t3 = time.perf_counter()
         return self.metrics(trajectories, objective, kl_loss, drawn, examples, grad_norm, lr, (t0, t1, t2, t3))
 
@@ -177,19 +189,35 @@ class LaTRO:
                             own_answers=answers, voter_answers=voters, input_ids=packed.input_ids,
                             attention_mask=packed.attention_mask, segments=packed.segments)
 
-    def score(self, t: Trajectories) -> None:
-        """The reference's log-probs (no grad, when beta > 0), then the policy's (with grad)."""
-        run = self.run
+    def score(self, t: Trajectories, parts: list[slice]) -> None:
+        """The reference's log-probs (no grad, when beta > 0), then the policy's: with grad in one
+        pass, or without grad when several micro-batches (`parts`) take the gradient later."""
+        run, batch = self.run, Batch(t.input_ids, t.attention_mask, t.segments)
         run.policy.train()  # gradient checkpointing (if on) only acts in train mode
         if self.beta > 0:
             with torch.no_grad(), self.accelerator.autocast(), reference_of(run.policy, run.ref) as ref:
                 scorer = run.ref_scorer or TokenScorer(ref, self.cfg.score_chunk_size)
-                scored = sequence_logprobs(scorer(t.input_ids, t.attention_mask, t.segments), t.segments)
+                scored = sequence_logprobs(score_in_parts(scorer, batch, parts), t.segments)
             t.ref_token_logprobs, t.ref_sampled_logprob = scored.token_logprobs, scored.rationale
-        scored = sequence_logprobs(run.scorer(t.input_ids, t.attention_mask, t.segments,
-                                              with_certainty=self.needs_certainty), t.segments)
+        with torch.set_grad_enabled(len(parts) == 1):
+            scored = sequence_logprobs(score_in_parts(run.scorer, batch, parts, self.needs_certainty), t.segments)
         t.token_logprobs, t.sampled_logprob, t.forced_logprob = scored.token_logprobs, scored.rationale, scored.answer
         t.certainty = scored.certainty
+
+    def micro_batch_loss(self, t: Trajectories, objective, part: slice) -> torch.Tensor:
+        """The share of the step's loss of the rollouts in `part`, with gradient: their terms of
+        the surrogate under the step's advantages and loss weights, so that the shares add up to
+        `objective.loss` (and their gradients to its gradient)."""
+        batch = Batch(t.input_ids, t.attention_mask, t.segments)
+        piece = batch.rows(part)
+        scored = sequence_logprobs(self.run.scorer(piece.input_ids, piece.attention_mask, piece.segments),
+                                   piece.segments)
+        kl_loss = None
+        if self.kl_in == "loss" and t.ref_token_logprobs is not None:
+            kl_loss = k3_kl(scored.token_logprobs, t.ref_token_logprobs[batch.token_span(part)], piece.segments)
+        terms = rollout_objective(objective.advantages[part], scored.rationale, scored.answer,
+                                  self.cfg.answer_weight, self.beta, kl_loss)
+        return -(terms * loss_weights(t.keep, len(t.rollouts), terms)[part]).sum()
 
     def score_rewards(self, t: Trajectories, examples) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the combined reward, each reward's part), also kept in the record."""

@@ -12,12 +12,13 @@ nothing and needs no reward, estimator or reference model.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from latro.algorithms import register_algorithm
 from latro.errors import UserError
 from latro.prompts import sft_target_ids
-from latro.scorer import make_batch
+from latro.scorer import make_batch, micro_batches
 from latro.trajectories import SAMPLED
 
 
@@ -40,6 +41,11 @@ class SFT:
             self.accelerator.print(f"skipping {self.skipped_no_rationale} training questions without a gold rationale")
         return kept
 
+    @staticmethod
+    def sequences_per_step(cfg) -> int:
+        """Sequences back-propagated per step on each process: one per question."""
+        return cfg.questions_per_step
+
     def bind(self, run) -> None:
         self.run = run
 
@@ -51,11 +57,20 @@ class SFT:
         packed = make_batch(batch.prompts, [r for r, _ in targets], [a for _, a in targets],
                             tok.pad_token_id).to(self.accelerator.device)
         run.policy.train()
-        token_logp = run.scorer(packed.input_ids, packed.attention_mask, packed.segments)
-        loss = -token_logp.mean()
-        grad_norm, lr = run.update(loss)
         scored = packed.segments[:, 1:]
+        tokens = int((scored != 0).sum())
+        shares = []  # each micro-batch's share of the loss, the mean over all the step's tokens
+
+        def share(part):
+            piece = packed.rows(part)
+            loss = -run.scorer(piece.input_ids, piece.attention_mask, piece.segments).sum() / tokens
+            shares.append(loss.detach())
+            return loss
+
+        parts = micro_batches(len(batch.examples), self.cfg.micro_batch_size)
+        grad_norm, lr = run.update([functools.partial(share, part) for part in parts])
         return {
-            "loss": loss.item(), "rationale_tokens": (scored == SAMPLED).sum().item() / len(batch.examples),
+            "loss": sum(s.item() for s in shares),
+            "rationale_tokens": (scored == SAMPLED).sum().item() / len(batch.examples),
             "grad_norm": grad_norm, "lr": lr, "time_update": time.perf_counter() - t0,
         }

@@ -147,6 +147,9 @@ class ARCChallenge(Task):
     def prompt(self, ex: Example) -> str:
         return mc_prompt(ex.question, ex.choices)
 
+    def record_example(self, record: dict, where: str, id: str) -> Example:
+        return arc_example(record, where)
+
     def answer_text(self, ex: Example) -> str:
         return f"The answer is ({ex.answer})."
 

@@ -135,6 +135,8 @@ class Task:
     name: str = ""  # set by @register_task
     # KL weight beta of the LaTRO paper for this task; the paper's GSM8K value where it gives none.
     paper_beta: float = 0.05
+    # latro.prompts.PromptFormat of the run (system prompt, template, few-shot); None = the paper's prompt.
+    prompt_format = None
 
     @classmethod
     def from_config(cls, cfg) -> Task:
@@ -148,6 +150,16 @@ class Task:
     def prompt(self, ex: Example) -> str:
         """The user message, before any chat template."""
         raise NotImplementedError
+
+    def record_example(self, record: dict, where: str, id: str) -> Example:
+        """Example from one record in the task's own columns (a few-shot file's line); this default
+        reads {question, answer[, rationale]}."""
+        question = require_text(record, "question", where)
+        answer = str(require(record, "answer", where, (str, int, float))).strip()
+        rationale = record.get("rationale")
+        if rationale is not None and not isinstance(rationale, str):
+            raise DataError(f"{where}: field 'rationale' must be a string")
+        return Example(id=str(record.get("id", id)), question=question, answer=answer, rationale=rationale)
 
     def answer_text(self, ex: Example) -> str:
         """Text teacher-forced after a rationale; its likelihood is the LaTRO reward."""

@@ -108,6 +108,9 @@ class GSM8K(NumericTask):
         train, validation = hold_out(examples, self.validation_size)
         return train if split == "train" else validation
 
+    def record_example(self, record: dict, where: str, id: str) -> Example:
+        return gsm8k_example(record, where, id)
+
     def _source(self, split: str) -> str:
         return str(Path(self.data_dir) / f"{split}.jsonl") if self.data_dir else f"openai/gsm8k[{split}]"
 

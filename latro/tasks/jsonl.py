@@ -192,6 +192,8 @@ class DatasetTask(Task):
             return f"pass --{split}-file or --dataset"
         return f"{self.dataset} has no split 'test' (its splits: {', '.join(self._source)}); pass --test-split"
 
+    def record_example(self, record: dict, where: str, id: str) -> Example:
+        return jsonl_example(record, where, id, self.fields)
 
     def prompt(self, ex: Example) -> str:
         if ex.choices:
