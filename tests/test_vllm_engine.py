@@ -174,5 +174,6 @@ def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arit
 
 
 def test_a_request_longer_than_vllms_context_is_one_clear_error(engine, vllm_tokenizer):
-    with pytest.raises(UserError, match="--vllm-max-model-len 256: a prompt with its rationale and answer needs"):
+    expected = r"vLLM serves at most 256 tokens \(--vllm-max-model-len; 0 = the model's context\), but a prompt"
+    with pytest.raises(UserError, match=expected):
         engine.generate(prompts_of(vllm_tokenizer), num_samples=1, max_new_tokens=250, temperature=1.0)

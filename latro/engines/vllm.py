@@ -76,8 +76,9 @@ class VLLMEngine:
                     for q, prompt in enumerate(prompts) for k in range(num_samples)]
         longest = max(len(p) + b for _, p, b, _ in requests) + answer_tokens if requests else 0
         if longest > self.max_model_len:
-            raise UserError(f"--vllm-max-model-len {self.max_model_len}: a prompt with its rationale and answer needs "
-                            f"{longest} tokens; raise it (0 = the model's context) or lower --max-rationale-tokens")
+            raise UserError(f"vLLM serves at most {self.max_model_len} tokens (--vllm-max-model-len; 0 = the model's "
+                            f"context), but a prompt with its rationale and answer needs {longest}: raise it or lower "
+                            f"--max-rationale-tokens")
         mine, requests = self._share(requests)
         if not self.weights_current:  # asleep since the last push (a skipped step pushes nothing)
             self.sync_weights()
