@@ -41,7 +41,9 @@ def main() -> None:
     from latro.rollout import Sampler
     from latro.tasks import task_from_config
 
-    cfg = TrainConfig(model=args.model, task="gsm8k", data_dir=args.data_dir, rollout_engine="vllm",
+    names = args.engines.split(",")
+    cfg = TrainConfig(model=args.model, task="gsm8k", data_dir=args.data_dir,
+                      rollout_engine="vllm" if "vllm" in names else "builtin",
                       vllm_kv_cache_gb=1.0)
     tokenizer, model = load_tokenizer(args.model), load_model(args.model).eval()
     task = task_from_config(cfg)
@@ -50,7 +52,6 @@ def main() -> None:
     accelerator = SimpleNamespace(device=torch.device("cpu"), num_processes=1, process_index=0, local_process_index=0)
     run = SimpleNamespace(cfg=cfg, accelerator=accelerator, tokenizer=tokenizer, stop_ids=stops,
                           policy_weights=lambda: iter(model.state_dict().items()))
-    names = args.engines.split(",")
     engines = {}
     if "builtin" in names:
         engines["builtin"] = Sampler(lambda: model, tokenizer, stop_patterns=cfg.stop_patterns, stop_token_ids=stops)
