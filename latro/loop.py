@@ -38,6 +38,7 @@ from latro.distributed import (
     local_tensors,
     prepare_reference,
 )
+from latro.engines import ENGINES
 from latro.errors import UserError
 from latro.evaluate import evaluate
 from latro.modeling import (
@@ -46,6 +47,7 @@ from latro.modeling import (
     frozen_copy,
     load_model,
     load_tokenizer,
+    merged_weights,
     nonfinite_tensors,
     save_model,
 )
@@ -141,6 +143,7 @@ class TrainingLoop:
         model = load_model(cfg.model, cfg.dtype if cfg.pure_dtype else "float32", cfg.trust_remote_code)
         self._load_data(context_length(model))
         self._build_model(model)
+        self.engine = None  # the rollout engine, built when the algorithm asks for one (make_engine)
         self.algorithm.bind(self)
         self.step_index, self.best_accuracy = 0, -1.0
         self.last_validation: dict | None = None  # step, accuracy and size of the latest validation
@@ -250,6 +253,26 @@ class TrainingLoop:
         with self.accelerator.autocast(), gathered_root(self.scorer):
             yield
 
+    # ----------------------------------------------------------------- rollout engine
+    def make_engine(self):
+        """The rollout engine that --rollout-engine names (latro/engines/), for an algorithm that samples."""
+        self.engine = ENGINES[self.cfg.rollout_engine](self)
+        return self.engine
+
+    def policy_weights(self):
+        """The policy's full weights under the plain model's names, a LoRA adapter merged in (for an engine
+        that keeps its own copy). Every process must call it: gathering sharded weights is collective."""
+        state = full_state_dict(self.accelerator, self.scorer)
+        if state is None:  # DeepSpeed ZeRO-3 consolidates the full weights on the first process only
+            raise UserError("this rollout engine needs the full weights on every process, which this sharding "
+                            "gives to the first process only: use the built-in engine or FSDP2")
+        return merged_weights(state, self.policy)
+
+    def sync_engine(self) -> None:
+        """Give an engine that keeps its own weights the policy's current ones."""
+        if self.engine is not None and hasattr(self.engine, "sync_weights"):
+            self.engine.sync_weights()
+
     # ----------------------------------------------------------------- data
     def batch_indices(self, step: int) -> list[int]:
         """This process's questions at a step: epoch-wise seeded permutations of the training set."""
@@ -312,6 +335,8 @@ class TrainingLoop:
             self.backward(part, last=i == len(shares) - 1)
             total = total + part.detach()
         grad_norm = self._deepspeed_stepped(total) if self.deepspeed else self._step(total)
+        if not self.step_skipped:  # an engine with its own copy of the weights gets the new ones
+            self.sync_engine()
         with warnings.catch_warnings():  # a skipped first step: "scheduler.step() before optimizer.step()"
             warnings.simplefilter("ignore", UserWarning)
             self.scheduler.step()  # (latro's own LambdaLR, also under DeepSpeed: accelerate keeps it)
@@ -530,6 +555,7 @@ class TrainingLoop:
                                   f"or another --output-dir")
         if not self.all_finite(list(self.scorer.parameters())):
             raise NonFiniteError(f"the weights of {cfg.model} hold NaN or infinite values: nothing to train")
+        self.sync_engine()  # an engine with its own weights starts from these (the resumed ones on --resume)
         if self.accelerator.is_main_process:
             ckpt.replace_file(self.run_dir / "config.yaml", functools.partial(save_yaml, cfg))
             ckpt.write_text(self.run_dir / "prompt.txt", self.first_prompt or "")
@@ -571,6 +597,8 @@ class TrainingLoop:
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if hasattr(self.engine, "close"):  # an engine with its own resources (vLLM) releases them
+                self.engine.close()
             self.accelerator.end_training()
         stop = stop or self._stop_signal  # one that came during the final save is reported too
         if stop:  # a non-zero exit (128 + signal), so that a scheduler requeues the run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -165,3 +166,28 @@ def save_model(model, tokenizer, path: str | Path, merge_lora: bool = True, extr
         tokenizer.save_pretrained(tmp)
         for name, text in (extra or {}).items():
             (tmp / name).write_text(text)
+
+
+def merged_weights(state: dict[str, torch.Tensor], model) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of the plain model from `state` (`latro.distributed.full_state_dict` of `model`): without a
+    LoRA adapter the state as it is; with one, each adapted weight plus its adapter's delta, under
+    the base model's names (peft's `base_model.model.` and `.base_layer` dropped, lora_* left out).
+
+    The delta is added to a copy (peft's `get_delta_weight`) rather than merged in place with
+    merge_adapter / unmerge_adapter: that round trip rounds the frozen base weights, which are
+    also the KL reference pi_0 (the adapter-free policy)."""
+    if not hasattr(model, "peft_config"):
+        yield from state.items()
+        return
+    for name, tensor in state.items():
+        if ".lora_" in name or "lora_magnitude" in name:
+            continue
+        plain = name.removeprefix("base_model.model.")
+        if ".base_layer." in plain:
+            owner, _, kind = name.rpartition(".base_layer.")
+            layer = model.get_submodule(owner)
+            if kind == "weight":
+                tensor = tensor + sum(layer.get_delta_weight(a).to(tensor.dtype) for a in layer.active_adapters
+                                      if a in layer.lora_A)
+            plain = plain.replace(".base_layer.", ".")
+        yield plain, tensor

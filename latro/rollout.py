@@ -88,6 +88,14 @@ class StopMatcher:
         return 0, text[:pos], pattern
 
 
+def prompt_budgets(max_new_tokens: int | list[int], num_prompts: int) -> list[int]:
+    """One rationale budget per prompt, from one for all or a list of them."""
+    budgets = [max_new_tokens] * num_prompts if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != num_prompts or min(budgets, default=1) < 1:
+        raise ValueError(f"need one budget >= 1 per prompt, got {budgets} for {num_prompts} prompts")
+    return budgets
+
+
 def _next_tokens(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
@@ -122,9 +130,7 @@ def sample(
     are all done keeps one of them as a ghost row, fed its own samples and discarded, until the
     processes agree (one all-reduce per token) that all are done. The tokens are those of an
     unsynced call."""
-    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    if len(budgets) != len(prompts) or min(budgets, default=1) < 1:
-        raise ValueError(f"need one budget >= 1 per prompt, got {budgets} for {len(prompts)} prompts")
+    budgets = prompt_budgets(max_new_tokens, len(prompts))
     device = next(model.parameters()).device
     matcher = StopMatcher(tokenizer, stop_patterns, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -181,7 +187,7 @@ def sample(
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                     use_cache=True, **cache_kw)
         logits, next_pos = out.logits[:, -1], next_pos + 1
-    return [_finish(matcher, r // num_samples, prompts[r // num_samples], generated[r])
+    return [finish_rollout(matcher, r // num_samples, prompts[r // num_samples], generated[r])
             for r in range(total)]
 
 
@@ -198,7 +204,8 @@ def _all_done(done_here: bool, device) -> bool:
     return _max_over_processes(0 if done_here else 1, device) == 0
 
 
-def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Rollout:
+def finish_rollout(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Rollout:
+    """The record of one sampled continuation `tokens`, cut at its first stop."""
     n, gap, stop = matcher.cut(tokens)
     decode = matcher.tokenizer.decode
     return Rollout(
@@ -216,7 +223,8 @@ def _finish(matcher: StopMatcher, prompt_index: int, prompt_ids, tokens) -> Roll
 
 class RolloutEngine(Protocol):
     """What a training step needs from a generator of rollouts; `Sampler` below is latro's own,
-    another engine (vLLM, a server) is one more class with this method."""
+    another engine (vLLM, a server) is one more class with this method, registered in
+    latro/engines/. One that keeps its own copy of the weights also has `sync_weights()`."""
 
     def generate(self, prompts: list[list[int]], *, num_samples: int, max_new_tokens: int | list[int],
                  temperature: float, generator: torch.Generator | None = None,

@@ -36,7 +36,6 @@ from latro.objective import k3_kl, latro_objective, loss_weights, rollout_object
 from latro.prompts import answer_ids
 from latro.rewards import RewardContext, combined, parse_rewards
 from latro.rewards.covo import groups_with_signal
-from latro.rollout import Sampler
 from latro.scorer import Batch, TokenScorer, make_batch, micro_batches, score_in_parts, sequence_logprobs
 from latro.trajectories import Trajectories
 
@@ -87,11 +86,9 @@ class LaTRO:
     def bind(self, run) -> None:
         """Attach the loop: its policy scorer, reference, tokenizer and update."""
         self.run = run
-        cfg = self.cfg
         if run.sharded and "covo" in {r.name for r, _ in self.rewards}:  # its branch passes are not in lockstep
             raise UserError("--reward covo is not supported with a sharded model (DeepSpeed ZeRO-3, FSDP)")
-        self.engine = Sampler(lambda: run.policy, run.tokenizer, stop_patterns=cfg.stop_patterns,
-                              stop_token_ids=run.stop_ids, autocast=run.generation_context, synced=run.sharded)
+        self.engine = run.make_engine()  # --rollout-engine
 
     # ----------------------------------------------------------------- one step
     def step(self, batch) -> dict:

