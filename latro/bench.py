@@ -64,6 +64,18 @@ def _bare_parts(trainer, batch, rollouts) -> dict:
             "reference_forward": t4 - t3, "generated_tokens": longest * len(rollouts)}
 
 
+def phase_ratios(step: dict, bare: dict) -> dict:
+    """How close each phase of a step is to the bare part it cannot do without (1.0 = as fast as
+    the bare part; below 1 = faster): sampling by time per generated token against transformers'
+    `generate` on the same prompts, and the training passes (scoring + update) against one bare
+    forward+backward, AdamW step and reference forward over the same sequences."""
+    per_token = step["time_generate"] / max(step["sampled_tokens"], 1)
+    bare_per_token = bare["generate"] / max(bare["generated_tokens"], 1)
+    training = step["time_score"] + step["time_update"]
+    bare_training = bare["forward_backward"] + bare["optimizer"] + bare["reference_forward"]
+    return {"sampling_per_token": per_token / bare_per_token, "training_passes": training / bare_training}
+
+
 def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
     from latro.algorithms import build_trainer
 
@@ -95,6 +107,8 @@ def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
         "median_step_s": median(steps, "total"), "median_bare_sum_s": median(bare, "sum"),
     }
     result["step_over_bare"] = statistics.median(s["total"] / b["sum"] for s, b in zip(steps, bare))
+    ratios = [phase_ratios(s, b) for s, b in zip(steps, bare)]
+    result["phase_over_bare"] = {k: statistics.median(r[k] for r in ratios) for k in ratios[0]}
     print(f"\nlatro step, median of {repeats}: {result['median_step_s']:.1f}s "
           f"(generate {median(steps, 'time_generate'):.1f}, score {median(steps, 'time_score'):.1f}, "
           f"update {median(steps, 'time_update'):.1f}); rollout {median(steps, 'rollout_tokens_per_s'):.0f} tok/s")
@@ -103,6 +117,8 @@ def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
           f"reference forward {median(bare, 'reference_forward'):.1f}); generate "
           f"{statistics.median(b['generated_tokens'] / b['generate'] for b in bare):.0f} tok/s")
     print(f"latro step / bare sum: {result['step_over_bare']:.2f}   peak RSS during latro steps: {peak:.2f} GiB")
+    print(f"per phase / its bare part: sampling time per token {result['phase_over_bare']['sampling_per_token']:.2f}, "
+          f"training passes (score + update) {result['phase_over_bare']['training_passes']:.2f}")
     out = Path(cfg.output_dir) / "bench.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"written to {out}")

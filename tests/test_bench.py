@@ -56,3 +56,14 @@ def test_bare_parts_exclude_the_checkpointing_toggles(monkeypatch):
     parts = bench._bare_parts(trainer, batch, rollouts)
     assert (parts["generate"], parts["forward_backward"], parts["optimizer"], parts["reference_forward"]) == (
         1.0, 10.0, 0.0, 1000.0)
+
+
+def test_phase_ratios_against_hand_numbers():
+    """Sampling is compared per generated token (latro stops finished rollouts early, the bare
+    `generate` runs every row to the longest); training passes against the bare passes' sum."""
+    step = {"time_generate": 20.0, "sampled_tokens": 1000, "time_score": 10.0, "time_update": 20.0}
+    bare = {"generate": 40.0, "generated_tokens": 1600, "forward_backward": 25.0, "optimizer": 1.0,
+            "reference_forward": 4.0}
+    ratios = bench.phase_ratios(step, bare)
+    assert ratios["sampling_per_token"] == (20.0 / 1000) / (40.0 / 1600)  # 0.8
+    assert ratios["training_passes"] == 30.0 / 30.0
