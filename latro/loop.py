@@ -265,7 +265,7 @@ class TrainingLoop:
         state = full_state_dict(self.accelerator, self.scorer)
         if state is None:  # DeepSpeed ZeRO-3 consolidates the full weights on the first process only
             raise UserError("this rollout engine needs the full weights on every process, which this sharding "
-                            "gives to the first process only: use the built-in engine or FSDP2")
+                            "gathers on the first process only: use --rollout-engine builtin")
         return merged_weights(state, self.policy)
 
     def sync_engine(self) -> None:
