@@ -85,6 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--trl-option", action="append", default=[], metavar="KEY=VALUE",
                    help="Any other GRPOConfig / RLOOConfig setting for TRL's trainers, e.g. "
                         "cache_implementation=static (repeatable; VALUE is read as YAML).")
+    p.add_argument("--latro-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="Any other latro setting (a TrainConfig field), e.g. rollout_engine=vllm.")
     p.add_argument("--threads", type=int, default=0, help="torch threads in each process (0 = torch's default).")
     p.add_argument("--output", help="JSON file for every raw number.")
     p.add_argument("--verbose", action="store_true", help="Show the trainers' own output.")
@@ -118,7 +120,27 @@ def check_setup(args) -> list[str]:
             raise SetupError(f"GSM8K file not found: {Path(args.data_dir) / f'{split}.jsonl'} (pass --data-dir)")
     if args.trl_option:
         check_trl_options(args.trl_option, [n for n in names if n in TRL_TRAINERS])
+    check_latro_options(args.latro_option)
     return names
+
+
+FIXED_LATRO_SETTINGS = {"model", "task", "data_dir", "output_dir", "num_samples", "questions_per_step",
+                        "max_rationale_tokens", "answer_tokens", "lr", "beta", "temperature", "dtype", "seed",
+                        "gradient_checkpointing", "max_steps", "train_limit", "eval_every"}
+
+
+def check_latro_options(options: list[str]) -> None:
+    """Each --latro-option names a latro setting that the comparison leaves free."""
+    from latro.config import TrainConfig
+
+    for option in options:
+        if "=" not in option:
+            raise SetupError(f"--latro-option {option!r}: expected KEY=VALUE")
+    for key in trl_options(options):
+        if key in FIXED_LATRO_SETTINGS:
+            raise SetupError(f"--latro-option {key}: set by the comparison itself")
+        if key not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise SetupError(f"--latro-option {key}: not a latro setting")
 
 
 def trl_options(options: list[str]) -> dict:
@@ -232,7 +254,8 @@ def run_latro(spec: dict) -> dict:
         max_rationale_tokens=spec["max_completion_length"], answer_tokens=spec["answer_tokens"],
         lr=spec["lr"], beta=spec["beta"], temperature=1.0, dtype="float32", seed=spec["seed"],
         gradient_checkpointing=spec["gradient_checkpointing"], max_steps=spec["steps"],
-        train_limit=spec["steps"] * spec["questions_per_step"], eval_every=0)
+        train_limit=spec["steps"] * spec["questions_per_step"], eval_every=0,
+        **trl_options(spec.get("latro_option", [])))  # checked by check_latro_options
     TrainingLoop.batch_indices = in_order  # this child process trains nothing else
     from latro.algorithms import build_trainer
 
@@ -253,7 +276,7 @@ def run_latro(spec: dict) -> dict:
     return {"steps": steps, "peak_rss_after_load_gib": rss_loaded,
             "settings": {"gradient_checkpointing": cfg.gradient_checkpointing, "reward": cfg.reward,
                          "estimator": getattr(estimator, "__name__", str(estimator)),
-                         "answer_tokens": cfg.answer_tokens}}
+                         "answer_tokens": cfg.answer_tokens, "options": spec.get("latro_option", [])}}
 
 
 # ----------------------------------------------------------------------------- TRL (child)

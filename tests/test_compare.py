@@ -88,6 +88,14 @@ def test_trl_options_are_checked_before_any_run(capsys):
         == {"cache_implementation": "static", "epsilon": 0.1, "mask_truncated_completions": True}
 
 
+def test_latro_options_are_checked_before_any_run(capsys):
+    for option, error in (("lr=1e-3", "--latro-option lr: set by the comparison itself"),
+                          ("rollout_engin=vllm", "--latro-option rollout_engin: not a latro setting"),
+                          ("vllm", "--latro-option 'vllm': expected KEY=VALUE")):
+        assert compare.main(["--trainers", "latro", "--model", "unused", "--latro-option", option]) == 2
+        assert capsys.readouterr().err == f"compare: {error}\n"
+
+
 @pytest.fixture(scope="module")
 def gsm8k_dir(tmp_path_factory):
     """GSM8K-format files; train needs more than the 500 questions latro holds out for validation."""
