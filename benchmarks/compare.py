@@ -133,14 +133,21 @@ def check_latro_options(options: list[str]) -> None:
     """Each --latro-option names a latro setting that the comparison leaves free."""
     from latro.config import TrainConfig
 
+    check_options("--latro-option", options, FIXED_LATRO_SETTINGS, [("latro", TrainConfig)])
+
+
+def check_options(flag: str, options: list[str], fixed: set[str], configs: list[tuple[str, type]]) -> None:
+    """KEY=VALUE options: well formed, not among the settings the comparison fixes, and a field of
+    every config they go to (`configs`: (name in the message, dataclass))."""
     for option in options:
         if "=" not in option:
-            raise SetupError(f"--latro-option {option!r}: expected KEY=VALUE")
+            raise SetupError(f"{flag} {option!r}: expected KEY=VALUE")
     for key in trl_options(options):
-        if key in FIXED_LATRO_SETTINGS:
-            raise SetupError(f"--latro-option {key}: set by the comparison itself")
-        if key not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise SetupError(f"--latro-option {key}: not a latro setting")
+        if key in fixed:
+            raise SetupError(f"{flag} {key}: set by the comparison itself")
+        for name, config_class in configs:
+            if key not in {f.name for f in dataclasses.fields(config_class)}:
+                raise SetupError(f"{flag} {key}: not a {name} setting")
 
 
 def trl_options(options: list[str]) -> dict:
@@ -151,17 +158,10 @@ def check_trl_options(options: list[str], trainers: list[str]) -> None:
     """Each --trl-option names a setting of every TRL config in use that the comparison leaves free."""
     if not trainers:
         raise SetupError("--trl-option: no TRL trainer in --trainers")
-    for option in options:
-        if "=" not in option:
-            raise SetupError(f"--trl-option {option!r}: expected KEY=VALUE")
     import trl
 
-    for key in trl_options(options):
-        if key in FIXED_TRL_SETTINGS:
-            raise SetupError(f"--trl-option {key}: set by the comparison itself")
-        for config_class in (trl.GRPOConfig if n == "grpo" else trl.RLOOConfig for n in trainers):
-            if key not in {f.name for f in dataclasses.fields(config_class)}:
-                raise SetupError(f"--trl-option {key}: not a {config_class.__name__} setting")
+    configs = [trl.GRPOConfig if n == "grpo" else trl.RLOOConfig for n in trainers]
+    check_options("--trl-option", options, FIXED_TRL_SETTINGS, [(c.__name__, c) for c in configs])
 
 
 def find_gguf(explicit: str | None) -> Path:
