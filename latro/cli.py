@@ -73,9 +73,13 @@ def _eval(args) -> None:
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "eval")
     if accelerator.num_processes > 1:
         model.to(accelerator.device)
+    engine = _eval_engine(cfg, tokenizer, model, accelerator)
     result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                      chat_template=cfg.chat_template, seed=cfg.seed, accelerator=accelerator, progress=True)
+                      chat_template=cfg.chat_template, seed=cfg.seed, accelerator=accelerator, progress=True,
+                      engine=engine)
+    if engine is not None:
+        engine.close()
     if not accelerator.is_main_process:
         return
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg)
@@ -94,6 +98,24 @@ def _eval(args) -> None:
     print(f"written to {out} (each question in {samples_path.name})")
     if add_evaluation(cfg.model, cfg.task, cfg.split, result):
         print(f"added to the model card {Path(cfg.model) / 'README.md'}")
+
+
+def _eval_engine(cfg, tokenizer, model, accelerator):
+    """The vLLM engine for `latro eval --rollout-engine vllm` (None: latro's own decoder on `model`).
+    It loads the weights from cfg.model itself, generates to the model's stop tokens only (no stop
+    patterns: the whole answer is read), and has no weights pushed."""
+    if cfg.rollout_engine == "builtin":
+        return None
+    if accelerator.num_processes > 1:
+        raise UserError("latro eval --rollout-engine vllm runs in one process: start it without accelerate launch")
+    from types import SimpleNamespace
+
+    from latro.engines import ENGINES
+    from latro.prompts import stop_token_ids
+
+    run = SimpleNamespace(cfg=SimpleNamespace(**vars(cfg), stop_patterns=[]), accelerator=accelerator,
+                          tokenizer=tokenizer, stop_ids=stop_token_ids(tokenizer, model), policy_weights=None)
+    return ENGINES[cfg.rollout_engine](run)
 
 
 def _counted(result: dict) -> str:

