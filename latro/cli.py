@@ -82,6 +82,10 @@ def _eval(args) -> None:
         engine.close()
     if not accelerator.is_main_process:
         return
+    if cfg.baseline:
+        from latro.evaluate import paired_greedy, read_baseline
+
+        result["vs_baseline"] = paired_greedy(result["records"], read_baseline(cfg.baseline), cfg.baseline)
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg)
     samples_path = out.with_name(f"samples_{out.stem}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +99,11 @@ def _eval(args) -> None:
         stderr = result["stderr"][name]
         spread = "" if stderr is None else f" ± {100 * stderr:.1f} (stderr), 95% CI [{100 * low:.1f}, {100 * high:.1f}]"
         print(f"  {name:>8}: {100 * value:.1f}%{spread}")
+    if "vs_baseline" in result:
+        paired = result["vs_baseline"]
+        print(f"  against {cfg.baseline}: greedy {100 * paired['baseline_greedy']:.1f}% -> "
+              f"{100 * paired['greedy']:.1f}% ({100 * paired['difference']:+.1f} points on {paired['n']} questions; "
+              f"{paired['gains']} gained, {paired['losses']} lost; exact McNemar p = {paired['p_mcnemar']:.3g})")
     print(f"written to {out} (each question in {samples_path.name})")
     if add_evaluation(cfg.model, cfg.task, cfg.split, result):
         print(f"added to the model card {Path(cfg.model) / 'README.md'}")

@@ -245,6 +245,9 @@ class EvalConfig(EngineConfig, ModelConfig, TaskConfig):
     batch_size: int = setting(16, "Questions per generation batch.", min=1)
     seed: int = setting(0, "Sampling seed.", min=0, max=SEED_MAX)
     output: str | None = setting(None, "JSON file for the numbers and every generation (default: next to the model).")
+    baseline: str | None = setting(None, "Results JSON of an earlier `latro eval` of the same questions (e.g. the base "
+                                   "model): greedy accuracy is compared question by question, with an exact "
+                                   "two-sided McNemar test.")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:

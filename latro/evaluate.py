@@ -8,6 +8,7 @@ the context is skipped and counted, never scored as wrong.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 
@@ -91,6 +92,51 @@ def summarize(records: list[dict], seed: int = 0, resamples: int = 1000) -> dict
             "ci95": {k: [lo, hi] for k, lo, hi in zip(names, *bounds.tolist())}}
 
 
+def mcnemar_exact(gains: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value: under "no change" each question that changed outcome is a
+    gain or a loss with probability 1/2, so p = P(a split at least as uneven as this one) (binomial;
+    exact, since a few dozen changed questions is too few for the normal approximation)."""
+    changed = gains + losses
+    if changed == 0:
+        return 1.0
+    tail = sum(math.comb(changed, k) for k in range(min(gains, losses) + 1)) / 2**changed
+    return min(1.0, 2 * tail)
+
+
+def read_baseline(path: str) -> list[dict]:
+    """The per-question records of an earlier `latro eval`, from its results JSON."""
+    from pathlib import Path
+
+    try:
+        samples = Path(json.loads(Path(path).read_text())["samples"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"--baseline {path}: not the results JSON of a `latro eval` ({err})") from None
+    if not samples.exists():  # written relative to where that eval ran: look beside the results file
+        samples = Path(path).parent / samples.name
+    try:
+        return [json.loads(line) for line in samples.read_text().splitlines()]
+    except (OSError, ValueError) as err:
+        raise UserError(f"--baseline {path}: cannot read its per-question records {samples} ({err})") from None
+
+
+def paired_greedy(records: list[dict], baseline: list[dict], where: str) -> dict:
+    """Greedy accuracy now against the baseline's on the same questions (matched by id): the questions
+    gained and lost, and the exact McNemar p-value of the difference."""
+    before = {r["id"]: r["scores"]["greedy"] for r in baseline if "scores" in r}
+    scored = [r for r in records if "scores" in r]
+    missing = [r["id"] for r in scored if r["id"] not in before]
+    if missing:
+        raise UserError(f"--baseline {where}: {len(missing)} of the {len(scored)} questions evaluated are not "
+                        f"scored there (first: {missing[0]}); compare evaluations of the same split and task")
+    pairs = [(before[r["id"]], r["scores"]["greedy"]) for r in scored]
+    gains = sum(1 for b, a in pairs if a and not b)
+    losses = sum(1 for b, a in pairs if b and not a)
+    n = len(pairs)
+    before_accuracy, accuracy = sum(b for b, _ in pairs) / n, sum(a for _, a in pairs) / n
+    return {"n": n, "baseline_greedy": before_accuracy, "greedy": accuracy, "difference": accuracy - before_accuracy,
+            "gains": gains, "losses": losses, "p_mcnemar": mcnemar_exact(gains, losses)}
+
+
 def _record(task: Task, ex: Example, greedy: list[str] | None, sampled: list[str], samples: int,
             context: int) -> dict:
     """One question's generations, parsed answers and 0/1 scores (none for a skipped question)."""
@@ -172,6 +218,8 @@ def results_file(cfg, task: Task, examples: list[Example], result: dict, samples
               "num_shots": cfg.num_shots, "few_shot_format": cfg.few_shot_format,
               # exactly what the model saw (chat template, system prompt and shots included)
               "first_prompt": first_prompt(tokenizer, task, examples, cfg.chat_template) if tokenizer else None}
+    if "vs_baseline" in result:
+        metrics["vs_baseline"] = {**result["vs_baseline"], "baseline": cfg.baseline}
     return {
         "results": {name: {**metrics, "n": result["n"], "skipped": result["skipped"]}},
         "configs": {name: {"task": name, "split": cfg.split, "limit": cfg.limit, "model": cfg.model,

@@ -95,3 +95,43 @@ def test_shards_cover_every_question_once_and_gather_in_order(tiny_model, tokeni
     indexed = [(i, r) for rank, records in enumerate(parts) for i, r in zip(shard(5, rank, 2), records)]
     assert gather_records(indexed[::-1]) == whole["records"]
     assert [r["id"] for r in gather_records(indexed)] == [f"q{i}" for i in range(5)]
+
+
+def test_exact_mcnemar_against_the_binomial_by_hand():
+    from latro.evaluate import mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(3, 3) == 1.0
+    # 10 changed questions, 9 gained and 1 lost: P(X <= 1) = (1 + 10) / 1024 for X ~ Bin(10, 1/2), both tails
+    assert mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(1, 9) == mcnemar_exact(9, 1)
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)  # five of five: not yet significant at 0.05
+    assert mcnemar_exact(6, 0) == pytest.approx(2 / 64)
+
+
+def test_eval_against_a_baseline_counts_gains_and_losses(tiny_model_dir, tmp_path, capsys, cli_error):
+    data = tmp_path / "test.jsonl"
+    rows = [{"question": f"What is {n} + 1?", "answer": str(n + 1)} for n in range(6)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["eval", "--model", str(tiny_model_dir), "--task", "jsonl", "--test-file", str(data),
+              "--max-new-tokens", "4", "--samples", "0"]
+    main([*common, "--output", str(tmp_path / "base.json")])
+    # A baseline that got questions 0-2 right and 3-5 wrong, whatever the model answered.
+    samples = tmp_path / "samples_base.jsonl"
+    records = [json.loads(line) for line in samples.read_text().splitlines()]
+    now = [r["scores"]["greedy"] for r in records]
+    for i, r in enumerate(records):
+        r["scores"]["greedy"] = i < 3
+    samples.write_text("".join(json.dumps(r) + "\n" for r in records))
+    main([*common, "--baseline", str(tmp_path / "base.json"), "--output", str(tmp_path / "after.json")])
+    gains, losses = sum(now[3:]), sum(not c for c in now[:3])
+    paired = json.loads((tmp_path / "after.json").read_text())["results"]["jsonl"]["vs_baseline"]
+    assert (paired["n"], paired["gains"], paired["losses"]) == (6, gains, losses)
+    assert paired["baseline_greedy"] == 0.5 and paired["greedy"] == pytest.approx(sum(now) / 6)
+    assert f"{gains} gained, {losses} lost" in capsys.readouterr().out
+
+    assert cli_error([*common, "--baseline", str(data)]).startswith(f"--baseline {data}: not the results JSON")
+    samples.write_text(json.dumps(records[0]) + "\n")  # the baseline scored only the first question
+    assert cli_error([*common, "--baseline", str(tmp_path / "base.json")]) == (
+        f"--baseline {tmp_path / 'base.json'}: 5 of the 6 questions evaluated are not scored there (first: "
+        f"{records[1]['id']}); compare evaluations of the same split and task")
