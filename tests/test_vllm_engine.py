@@ -112,6 +112,11 @@ def test_stop_patterns_answer_tokens_and_budgets_cut_as_the_builtin_sampler(engi
         got = engine.generate(prompts, **kw)
         assert got == expected
         assert {r.stop for r in got} >= {"The answer is", "hink st", None}, [r.completion for r in got]
+    # Validation and `latro eval` read whole answers: the evaluation view ignores the stop patterns.
+    kw = dict(num_samples=1, max_new_tokens=[40, 40, 6], temperature=0)
+    whole = engine.for_evaluation().generate(prompts, **kw)
+    assert whole == builtin(model, vllm_tokenizer, prompts, stop_patterns=[], **kw)
+    assert "The answer is" in whole[0].completion and engine.matcher.patterns == patterns  # the engine is unchanged
 
 
 def test_sampling_is_seeded_per_request(engine, vllm_tokenizer):
@@ -164,9 +169,13 @@ def train(out, arith_files, *flags):
 
 def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arith_files, tmp_path):
     builtin_run, vllm_run = tmp_path / "builtin", tmp_path / "vllm"
-    train(builtin_run, arith_files)
-    train(vllm_run, arith_files, *VLLM_FLAGS)
+    train(builtin_run, arith_files, "--eval-on-start")
+    train(vllm_run, arith_files, "--eval-on-start", *VLLM_FLAGS)
     assert run_files(vllm_run) == run_files(builtin_run)
+    # Validation generates with vLLM in a vLLM run: on the same starting weights, the same greedy answers.
+    first = lambda run: [r["greedy"]["completion"] for r in json.loads(
+        (run / "evaluations" / "validation-step-000000.json").read_text())["records"]]
+    assert first(vllm_run) == first(builtin_run)
     assert metric_keys(vllm_run) == metric_keys(builtin_run)
     lines = [json.loads(line) for line in (vllm_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3]

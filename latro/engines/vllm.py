@@ -25,6 +25,7 @@ vLLM is imported only when this engine is built: importing latro never imports i
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -60,6 +61,13 @@ class VLLMEngine:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
         self.weights_current = True
+
+    def for_evaluation(self) -> VLLMEngine:
+        """This engine generating to the stop tokens only, as evaluation reads the whole answer (the
+        loop's validation uses it, so a vLLM run validates at vLLM's speed, on the weights last pushed)."""
+        view = copy.copy(self)
+        view.matcher = StopMatcher(self.matcher.tokenizer, [], set(self.stop_ids))
+        return view
 
     def close(self) -> None:
         """Shut vLLM down while the process group it set up in this process still exists (the loop calls
