@@ -4,33 +4,17 @@ timeout, so that a lost lockstep fails the test instead of hanging it."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from launch import ROOT, free_port, run_launch
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ROOT / "tests" / "distributed"
 TIMEOUT = 240  # seconds; each run takes about 20-40 on a loaded 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_two(command: list[str]) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    try:
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"2-process run hung (over {TIMEOUT} s): {' '.join(command)}\n{expired.stdout}\n{expired.stderr}")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-6000:]
+    output = run_launch(command, TIMEOUT, "2-process run")
     assert "rank 0 OK" in output and "rank 1 OK" in output, output[-6000:]
     return output
 

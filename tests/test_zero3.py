@@ -5,26 +5,21 @@ Skipped where DeepSpeed is not installed. Each launch runs in a subprocess with 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from launch import ROOT, free_port, run_launch
 from safetensors.torch import load_file
 
 pytest.importorskip("deepspeed")
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds per launch; about 30-60 on a loaded 2-core machine
 
 
 def launch_zero3(model_dir, data, out, *extra) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = [str(Path(sys.executable).with_name("accelerate")), "launch",
                "--config_file", str(ROOT / "configs/accelerate/zero3.yaml"), "--main_process_port", str(port),
                "-m", "latro.cli", "train", "--model", str(model_dir), "--task", "jsonl",
@@ -32,15 +27,7 @@ def launch_zero3(model_dir, data, out, *extra) -> str:
                "--output-dir", str(out), "--num-samples", "2", "--questions-per-step", "2",
                "--max-rationale-tokens", "8", "--lr", "1e-3", "--eval-every", "2", "--eval-limit", "3",
                "--eval-max-new-tokens", "6", "--save-every", "1", "--seed", "0", "--lr-schedule", "constant", *extra]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-    try:
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"ZeRO-3 run hung (over {TIMEOUT} s)\n{expired.stdout}\n{expired.stderr}")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-6000:]
-    return output
+    return run_launch(command, TIMEOUT, "ZeRO-3 run", DS_ACCELERATOR="cpu", PYTHONPATH=str(ROOT))
 
 
 def test_zero3_trains_validates_saves_and_resumes(tiny_model_dir, arith_files, tmp_path):
