@@ -178,8 +178,8 @@ def test_a_three_step_run_writes_the_same_files_as_with_the_builtin_sampler(arit
     assert first(vllm_run) == first(builtin_run)
     assert metric_keys(vllm_run) == metric_keys(builtin_run)
     lines = [json.loads(line) for line in (vllm_run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [1, 2, 3]
-    assert all(m["sampled_tokens"] > 0 and m["skipped_nonfinite"] == 0 for m in lines)
+    assert [m["step"] for m in lines] == [0, 1, 2, 3]  # step 0: the validation before training
+    assert all(m["sampled_tokens"] > 0 and m["skipped_nonfinite"] == 0 for m in lines[1:])
 
 
 def test_a_request_longer_than_vllms_context_is_one_clear_error(engine, vllm_tokenizer):
@@ -205,7 +205,7 @@ def test_eval_with_the_vllm_engine_reads_as_the_builtin_decoder(tmp_path):
     builtin_report, builtin_records = evaluate_cli(tmp_path / "builtin.json")
     vllm_report, vllm_records = evaluate_cli(tmp_path / "vllm.json", *VLLM_FLAGS[:-2])
     assert [r["greedy"]["completion"] for r in vllm_records] == [r["greedy"]["completion"] for r in builtin_records]
-    assert vllm_report["greedy"] == builtin_report["greedy"] > 0.5
+    assert vllm_report["greedy"] == builtin_report["greedy"] > 0  # the demo model before training: ~18%
     assert (builtin_report["generation"]["engine"], vllm_report["generation"]["engine"]) == ("builtin", "vllm")
     assert all(len(r["samples"]) == 8 for r in vllm_records)
     # Other draws than the built-in sampler's, from the same model: the sampled accuracy agrees within noise.
