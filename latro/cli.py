@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     C.add_arguments(bench, C.TrainConfig)
     bench.add_argument("--steps", type=int, default=5, help="Training steps to time.")
     bench.add_argument("--bare-parts", action=argparse.BooleanOptionalAction, default=True,
-                       help="Also time the bare transformers parts of each step (as long again as the steps).")
+                       help="Also time the bare transformers parts of each step (about as long again as the steps).")
     bench.add_argument("--output", help="JSON file for the result (default: bench.json in a new temporary directory).")
     bench.set_defaults(run=_bench)
     dg = sub.add_parser("dgdiff", help="Generation vs discrimination (SELF-[IN]CORRECT): does the model pick "
