@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -142,5 +143,7 @@ def run_bench(cfg: TrainConfig, repeats: int = 5, bare_parts: bool = True, outpu
         _compare_with_bare_parts(trainer, steps, history, result)
     out = Path(output) if output else Path(cfg.output_dir) / "bench.json"
     out.write_text(json.dumps(result, indent=1))
+    if output:  # the temporary run directory holds nothing else
+        shutil.rmtree(cfg.output_dir, ignore_errors=True)
     print(f"written to {out}")
     return result
