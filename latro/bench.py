@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -76,14 +77,9 @@ def phase_ratios(step: dict, bare: dict) -> dict:
     return {"sampling_per_token": per_token / bare_per_token, "training_passes": training / bare_training}
 
 
-def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
-    from latro.algorithms import build_trainer
-
-    cfg = replace(cfg, output_dir=tempfile.mkdtemp(prefix="latro-bench-"), eval_every=0,
-                  max_steps=max(cfg.max_steps, repeats))
-    torch.manual_seed(cfg.seed)
-    trainer = build_trainer(cfg)
-    steps, bare, history = [], [], []
+def _time_steps(trainer, repeats: int) -> tuple[list[dict], list]:
+    """`repeats` training steps; each step's metrics (plus its total) and trajectories."""
+    steps, history = [], []
     for i in range(repeats):
         metrics = trainer.step(i)
         history.append(trainer.algorithm.last_trajectories)
@@ -93,33 +89,61 @@ def run_bench(cfg: TrainConfig, repeats: int = 5) -> dict:
               f"update {metrics['time_update']:.1f}s  total {metrics['total']:.1f}s  "
               f"{metrics['rollout_tokens_per_s']:.0f} rollout tok/s  rationale {metrics['rationale_tokens']:.0f} tok",
               flush=True)
-    peak = peak_rss_gib()
-    for i in range(repeats):
-        parts = _bare_parts(trainer, history[i], history[i].rollouts)
+    return steps, history
+
+
+def _compare_with_bare_parts(trainer, steps: list[dict], history: list, result: dict) -> None:
+    """Times the bare parts of every step's own sequences and adds them, and the ratios, to `result`."""
+    bare = []
+    for trajectories in history:
+        parts = _bare_parts(trainer, trajectories, trajectories.rollouts)
         parts["sum"] = parts["generate"] + parts["forward_backward"] + parts["optimizer"] + parts["reference_forward"]
         bare.append(parts)
-    median = lambda rows, key: statistics.median(r[key] for r in rows)
+    ratios = [phase_ratios(s, b) for s, b in zip(steps, bare)]
+    result.update(bare=bare, median_bare_sum_s=_median(bare, "sum"),
+                  step_over_bare=statistics.median(s["total"] / b["sum"] for s, b in zip(steps, bare)),
+                  phase_over_bare={k: statistics.median(r[k] for r in ratios) for k in ratios[0]})
+    print(f"bare parts, median: {result['median_bare_sum_s']:.1f}s (generate {_median(bare, 'generate'):.1f}, "
+          f"forward+backward {_median(bare, 'forward_backward'):.1f}, AdamW {_median(bare, 'optimizer'):.1f}, "
+          f"reference forward {_median(bare, 'reference_forward'):.1f}); generate "
+          f"{statistics.median(b['generated_tokens'] / b['generate'] for b in bare):.0f} tok/s")
+    print(f"latro step / bare sum: {result['step_over_bare']:.2f}")
+    print(f"per phase / its bare part: sampling time per token {result['phase_over_bare']['sampling_per_token']:.2f}, "
+          f"training passes (score + update) {result['phase_over_bare']['training_passes']:.2f}")
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def run_bench(cfg: TrainConfig, repeats: int = 5, bare_parts: bool = True, output: str | None = None) -> dict:
+    """Times `repeats` steps (and, with `bare_parts`, the bare parts of each); writes the result
+    as JSON to `output` (default: bench.json in a new temporary directory)."""
+    from latro.algorithms import build_trainer
+
+    cfg = replace(cfg, output_dir=tempfile.mkdtemp(prefix="latro-bench-"), eval_every=0,
+                  max_steps=max(cfg.max_steps, repeats))
+    torch.manual_seed(cfg.seed)
+    trainer = build_trainer(cfg)
+    steps, history = _time_steps(trainer, repeats)
+    peak = peak_rss_gib()
     result = {
         "config": {k: getattr(cfg, k) for k in ("model", "dtype", "questions_per_step", "num_samples",
                                                   "max_rationale_tokens", "lr", "beta", "lora_r",
                                                   "gradient_checkpointing")},
-        "steps": steps, "bare": bare, "peak_rss_gib_latro": peak,
-        "median_step_s": median(steps, "total"), "median_bare_sum_s": median(bare, "sum"),
+        "steps": steps, "peak_rss_gib_latro": peak, "median_step_s": _median(steps, "total"),
     }
-    result["step_over_bare"] = statistics.median(s["total"] / b["sum"] for s, b in zip(steps, bare))
-    ratios = [phase_ratios(s, b) for s, b in zip(steps, bare)]
-    result["phase_over_bare"] = {k: statistics.median(r[k] for r in ratios) for k in ratios[0]}
+    if torch.cuda.is_available():  # the memory a GPU run is short of; RSS is the host's
+        result["peak_gpu_allocated_gib_latro"] = torch.cuda.max_memory_allocated() / 2**30
     print(f"\nlatro step, median of {repeats}: {result['median_step_s']:.1f}s "
-          f"(generate {median(steps, 'time_generate'):.1f}, score {median(steps, 'time_score'):.1f}, "
-          f"update {median(steps, 'time_update'):.1f}); rollout {median(steps, 'rollout_tokens_per_s'):.0f} tok/s")
-    print(f"bare parts, median: {result['median_bare_sum_s']:.1f}s (generate {median(bare, 'generate'):.1f}, "
-          f"forward+backward {median(bare, 'forward_backward'):.1f}, AdamW {median(bare, 'optimizer'):.1f}, "
-          f"reference forward {median(bare, 'reference_forward'):.1f}); generate "
-          f"{statistics.median(b['generated_tokens'] / b['generate'] for b in bare):.0f} tok/s")
-    print(f"latro step / bare sum: {result['step_over_bare']:.2f}   peak RSS during latro steps: {peak:.2f} GiB")
-    print(f"per phase / its bare part: sampling time per token {result['phase_over_bare']['sampling_per_token']:.2f}, "
-          f"training passes (score + update) {result['phase_over_bare']['training_passes']:.2f}")
-    out = Path(cfg.output_dir) / "bench.json"
+          f"(generate {_median(steps, 'time_generate'):.1f}, score {_median(steps, 'time_score'):.1f}, "
+          f"update {_median(steps, 'time_update'):.1f}); rollout {_median(steps, 'rollout_tokens_per_s'):.0f} tok/s; "
+          f"peak RSS during latro steps: {peak:.2f} GiB")
+    if bare_parts:
+        _compare_with_bare_parts(trainer, steps, history, result)
+    out = Path(output) if output else Path(cfg.output_dir) / "bench.json"
     out.write_text(json.dumps(result, indent=1))
+    if output:  # the temporary run directory holds nothing else
+        shutil.rmtree(cfg.output_dir, ignore_errors=True)
     print(f"written to {out}")
     return result

@@ -166,7 +166,7 @@ def _bench(args) -> None:
 
     if args.steps < 1:
         raise UserError(f"--steps: got {args.steps}, expected an integer >= 1")
-    run_bench(C.from_args(C.TrainConfig, args), repeats=args.steps)
+    run_bench(C.from_args(C.TrainConfig, args), repeats=args.steps, bare_parts=args.bare_parts, output=args.output)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     bench = sub.add_parser("bench", help="Time training steps per phase against bare transformers parts.")
     C.add_arguments(bench, C.TrainConfig)
     bench.add_argument("--steps", type=int, default=5, help="Training steps to time.")
+    bench.add_argument("--bare-parts", action=argparse.BooleanOptionalAction, default=True,
+                       help="Also time the bare transformers parts of each step (about as long again as the steps).")
+    bench.add_argument("--output", help="JSON file for the result (default: bench.json in a new temporary directory).")
     bench.set_defaults(run=_bench)
     dg = sub.add_parser("dgdiff", help="Generation vs discrimination (SELF-[IN]CORRECT): does the model pick "
                                        "its right answers better than chance?")
