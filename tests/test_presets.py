@@ -94,3 +94,12 @@ def test_readme_commands_name_existing_presets():
     if not ACCELERATE:  # configs/accelerate/ comes with the sharding work; before it is merged, only it may be absent
         missing = [name for name in missing if not name.startswith("configs/accelerate/")]
     assert not missing
+
+
+def test_the_smollm2_recipe_loads_with_the_measured_settings():
+    cfg = load_as_the_cli_does(ROOT / "configs" / "smollm2-arithmetic_easy.yaml")
+    assert (cfg.model, cfg.task, cfg.reward) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "arithmetic_easy", "latro")
+    assert (cfg.num_samples, cfg.questions_per_step, cfg.max_rationale_tokens, cfg.temperature) == (8, 2, 128, 1.0)
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lr, cfg.beta, cfg.max_steps) == (16, 32, 1e-4, 0.05, 60)
+    assert (cfg.eval_every, cfg.eval_limit, cfg.eval_on_start) == (10, 100, True)
+    assert cfg.system_prompt.endswith("End with: The answer is <number>.")
