@@ -55,23 +55,35 @@ def train(config: TrainConfig, dataset: dict[str, list[dict]] | None = None, alg
 
 def evaluate(config: EvalConfig, dataset: dict[str, list[dict]] | None = None) -> dict:
     """Greedy accuracy, maj@K and pass@K as `latro eval`; returns its numbers and generations."""
+    from latro.engines import evaluation_engine
     from latro.evaluate import evaluate as run
     from latro.modeling import load_model, load_tokenizer
 
     task = _task(config, dataset)
     model = load_model(config.model, config.dtype, config.trust_remote_code)
     tokenizer = load_tokenizer(config.tokenizer or config.model, config.trust_remote_code)
-    return run(model, tokenizer, task, _questions(task, config), samples=config.samples,
-               temperature=config.sample_temperature, max_new_tokens=config.max_new_tokens,
-               batch_size=config.batch_size, chat_template=config.chat_template, seed=config.seed)
+    engine = evaluation_engine(config, tokenizer, model)
+    try:
+        return run(model, tokenizer, task, _questions(task, config), samples=config.samples,
+                   temperature=config.sample_temperature, max_new_tokens=config.max_new_tokens,
+                   batch_size=config.batch_size, chat_template=config.chat_template, seed=config.seed, engine=engine)
+    finally:
+        if engine is not None:
+            engine.close()
 
 
 def dgdiff(config: DGDiffConfig, dataset: dict[str, list[dict]] | None = None) -> dict:
     """Generation vs discrimination as `latro dgdiff`; returns its statistics and records."""
     from latro.dgdiff import run_dgdiff
+    from latro.engines import evaluation_engine
     from latro.modeling import load_model, load_tokenizer
 
     task = _task(config, dataset)
     model = load_model(config.model, config.dtype, config.trust_remote_code)
     tokenizer = load_tokenizer(config.tokenizer or config.model, config.trust_remote_code)
-    return run_dgdiff(model, tokenizer, task, _questions(task, config), config)
+    engine = evaluation_engine(config, tokenizer, model, stop_patterns=config.stop_patterns)
+    try:
+        return run_dgdiff(model, tokenizer, task, _questions(task, config), config, engine)
+    finally:
+        if engine is not None:
+            engine.close()

@@ -66,6 +66,7 @@ def _eval(args) -> None:
     from accelerate import Accelerator
 
     from latro.card import add_evaluation
+    from latro.engines import evaluation_engine
     from latro.evaluate import evaluate, results_file
 
     cfg = C.from_args(C.EvalConfig, args)
@@ -73,7 +74,7 @@ def _eval(args) -> None:
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "eval")
     if accelerator.num_processes > 1:
         model.to(accelerator.device)
-    engine = _eval_engine(cfg, tokenizer, model, accelerator)
+    engine = evaluation_engine(cfg, tokenizer, model, accelerator)
     result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                       chat_template=cfg.chat_template, seed=cfg.seed, accelerator=accelerator, progress=True,
@@ -109,24 +110,6 @@ def _eval(args) -> None:
         print(f"added to the model card {Path(cfg.model) / 'README.md'}")
 
 
-def _eval_engine(cfg, tokenizer, model, accelerator):
-    """The vLLM engine for `latro eval --rollout-engine vllm` (None: latro's own decoder on `model`).
-    It loads the weights from cfg.model itself, generates to the model's stop tokens only (no stop
-    patterns: the whole answer is read), and has no weights pushed."""
-    if cfg.rollout_engine == "builtin":
-        return None
-    if accelerator.num_processes > 1:
-        raise UserError("latro eval --rollout-engine vllm runs in one process: start it without accelerate launch")
-    from types import SimpleNamespace
-
-    from latro.engines import ENGINES
-    from latro.prompts import stop_token_ids
-
-    run = SimpleNamespace(cfg=SimpleNamespace(**vars(cfg), stop_patterns=[]), accelerator=accelerator,
-                          tokenizer=tokenizer, stop_ids=stop_token_ids(tokenizer, model), policy_weights=None)
-    return ENGINES[cfg.rollout_engine](run)
-
-
 def _counted(result: dict) -> str:
     """How many questions the numbers are over, and how many were skipped."""
     if not result["skipped"]:
@@ -146,12 +129,18 @@ def _default_eval_path(cfg, kind: str = "eval") -> Path:
 def _dgdiff(args) -> None:
     import dataclasses
 
+    from accelerate import Accelerator
+
     from latro.dgdiff import format_table, run_dgdiff
+    from latro.engines import evaluation_engine
     from latro.prompts import first_prompt
 
     cfg = C.from_args(C.DGDiffConfig, args)
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "dgdiff")
-    result = run_dgdiff(model, tokenizer, task, examples, cfg)
+    engine = evaluation_engine(cfg, tokenizer, model, Accelerator(), cfg.stop_patterns)
+    result = run_dgdiff(model, tokenizer, task, examples, cfg, engine)
+    if engine is not None:
+        engine.close()
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg, "dgdiff")
     out.parent.mkdir(parents=True, exist_ok=True)
     prompt = first_prompt(tokenizer, task, examples, cfg.chat_template)

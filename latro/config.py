@@ -366,7 +366,7 @@ def check_resume(cfg, saved: str | Path, echo=print) -> None:
 
 
 @dataclass
-class DGDiffConfig(*option_classes(), ModelConfig, TaskConfig):
+class DGDiffConfig(*option_classes(), EngineConfig, ModelConfig, TaskConfig):
     """SELF-[IN]CORRECT (Jiang et al., 2024, arXiv 2404.04298): generation vs discrimination."""
 
     split: str = setting("test", "Split to evaluate: train, validation or test.", choices=list(SPLITS))

@@ -39,7 +39,7 @@ from latro.prompts import (
 )
 from latro.registry import Registry
 from latro.rewards import RewardContext, get_reward
-from latro.rollout import Rollout, sample
+from latro.rollout import Rollout, Sampler
 from latro.scorer import TokenScorer, branch_logprobs, make_batch, sequence_logprobs
 from latro.tasks import Example, Task
 from latro.trajectories import Trajectories
@@ -146,6 +146,7 @@ class Candidates:
     end_id: int  # closes a teacher-forced answer
     stops: set[int]  # end tokens of generation
     context: int  # the model's context length
+    judge_engine: Any = None  # generates the prompt discriminator's reply (greedy, to the stop tokens)
     judge_prompts: tuple[dict[int, list[int]], int] | None = None  # the prompt discriminators' prompts, once
 
     @property
@@ -184,7 +185,7 @@ def by_score(scores: list[float], c: Candidates) -> Judgement:
 def judge_prompt_greedy(c: Candidates) -> Judgement:
     """The paper's: the same model answers the multiple-choice prompt greedily, "### k" parsed."""
     prompts, too_long = _judge_prompts_of(c)
-    choices, texts = _judge(c.model, c.tokenizer, prompts, c.n, c.cfg, c.stops, c.context, len(c.examples))
+    choices, texts = _judge(c.judge_engine, prompts, c.n, c.cfg, c.context, len(c.examples))
     return Judgement(choices, texts=texts, prompt_too_long=too_long / max(len(c.examples), 1))
 
 
@@ -242,12 +243,16 @@ def _judge_prompts_of(c: Candidates) -> tuple[dict[int, list[int]], int]:
 
 
 @torch.no_grad()
-def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
+def run_dgdiff(model, tokenizer, task, examples, cfg, engine=None) -> dict:
+    """`engine`: what samples the candidates, stopping at cfg.stop_patterns (the vLLM one for
+    `latro dgdiff --rollout-engine vllm`); its `for_evaluation()` view answers the judge prompt.
+    Default latro's own decoder on `model`. Scoring is always teacher-forced on `model`."""
     names = [d.strip() for d in cfg.discriminators.split(",") if d.strip()]  # checked by DGDiffConfig
     n, device = cfg.candidates, next(model.parameters()).device
     model.eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     stops, context = stop_token_ids(tokenizer, model), context_length(model)
+    engine = engine or Sampler(lambda: model, tokenizer, stop_patterns=cfg.stop_patterns, stop_token_ids=stops)
     end_id = end_of_turn_id(tokenizer, cfg.chat_template)
     # Each question's rationale budget is what its own prompt and answer allowance leave of the
     # context; a question with no room is skipped and counted, not scored.
@@ -261,16 +266,15 @@ def run_dgdiff(model, tokenizer, task, examples, cfg) -> dict:
     rollouts = []
     for start in range(0, len(examples), cfg.batch_size):
         chunk = slice(start, start + cfg.batch_size)
-        rollouts += sample(model, tokenizer, prompts[chunk], num_samples=n, max_new_tokens=budgets[chunk],
-                           temperature=cfg.temperature, stop_patterns=cfg.stop_patterns, stop_token_ids=stops,
-                           generator=generator, answer_tokens=cfg.answer_tokens)
+        rollouts += engine.generate(prompts[chunk], num_samples=n, max_new_tokens=budgets[chunk],
+                                    temperature=cfg.temperature, generator=generator, answer_tokens=cfg.answer_tokens)
     per_candidate = [ex for ex in examples for _ in range(n)]
     answers = [task.parse_answer(r.completion, ex) for r, ex in zip(rollouts, per_candidate)]
     correct = [task.is_correct(a, ex) for a, ex in zip(answers, per_candidate)]
 
     candidates = Candidates(model=model, tokenizer=tokenizer, task=task, cfg=cfg, examples=examples,
                             rollouts=rollouts, answers=answers, scorer=TokenScorer(model), end_id=end_id,
-                            stops=stops, context=context)
+                            stops=stops, context=context, judge_engine=engine.for_evaluation())
     judgements = {d: DISCRIMINATORS[d](candidates) for d in names}
     scores = {d: j.scores for d, j in judgements.items() if j.scores is not None}
     choices = {d: j.choices for d, j in judgements.items()}
@@ -314,7 +318,7 @@ def _judge_prompts(tokenizer, examples, rollouts, n, cfg, context) -> tuple[dict
     return prompts, too_long
 
 
-def _judge(model, tokenizer, prompts, n, cfg, stops, context, count):
+def _judge(engine, prompts, n, cfg, context, count):
     """The paper's discriminator: greedy answer to the multiple-choice prompt, parsed for "### k"."""
     choices, texts = [None] * count, [None] * count
     order = sorted(prompts, key=lambda q: len(prompts[q]))  # similar lengths batch with less padding
@@ -322,8 +326,7 @@ def _judge(model, tokenizer, prompts, n, cfg, stops, context, count):
         chunk = order[start : start + cfg.batch_size]
         ids = [prompts[q] for q in chunk]
         budgets = [min(cfg.judge_max_new_tokens, context - len(x)) for x in ids]  # _judge_prompts left room
-        outs = sample(model, tokenizer, ids, num_samples=1, max_new_tokens=budgets, temperature=0.0,
-                      stop_patterns=[], stop_token_ids=stops)
+        outs = engine.generate(ids, num_samples=1, max_new_tokens=budgets, temperature=0.0)
         for q, out in zip(chunk, outs):
             texts[q] = out.completion
             choices[q] = parse_choice(out.completion, n)

@@ -19,6 +19,7 @@ and the per-step monitoring of any reward); the rationale is still cut at the pa
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -232,6 +233,10 @@ class RolloutEngine(Protocol):
         """`num_samples` rollouts per prompt, prompt by prompt, each cut at its first stop."""
         ...
 
+    def for_evaluation(self) -> RolloutEngine:
+        """The same engine generating to the stop tokens only (evaluation reads the whole answer)."""
+        ...
+
 
 class Sampler:
     """The RolloutEngine of `sample` above, on the current weights of the policy in training."""
@@ -244,6 +249,12 @@ class Sampler:
         self.model, self.tokenizer = model, tokenizer  # model: called each time, so it sees the live policy
         self.stop_patterns, self.stop_token_ids = stop_patterns, stop_token_ids
         self.autocast, self.synced = autocast, synced
+
+    def for_evaluation(self) -> Sampler:
+        """This sampler generating to the stop tokens only (evaluation reads the whole answer)."""
+        view = copy.copy(self)
+        view.stop_patterns = []
+        return view
 
     def generate(self, prompts, *, num_samples, max_new_tokens, temperature, generator=None,
                  answer_tokens=0) -> list[Rollout]:

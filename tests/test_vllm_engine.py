@@ -211,3 +211,37 @@ def test_eval_with_the_vllm_engine_reads_as_the_builtin_decoder(tmp_path):
     # Other draws than the built-in sampler's, from the same model: the sampled accuracy agrees within noise.
     accuracy = lambda records: sum(s["correct"] for r in records for s in r["samples"]) / (8 * len(records))
     assert abs(accuracy(vllm_records) - accuracy(builtin_records)) < 0.1
+
+
+
+def dgdiff_cli(out, *flags):
+    """`latro dgdiff` of the demo model on 40 arithmetic questions, 4 candidates each, in a process of its own."""
+    argv = ["dgdiff", "--model", str(MODEL_DIR), "--task", "arithmetic", "--split", "validation", "--limit", "40",
+            "--candidates", "4", "--max-new-tokens", "48", "--judge-max-new-tokens", "24", "--batch-size", "40",
+            "--discriminators", "prompt,latro,majority", "--output", str(out), *flags]
+    done = subprocess.run([sys.executable, "-m", "latro.cli", *argv], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_dgdiff_with_the_vllm_engine_samples_and_judges_as_the_builtin_decoder(tmp_path, vllm_tokenizer):
+    from latro.dgdiff import judge_prompt
+    from latro.prompts import encode_user_message
+
+    builtin_result = dgdiff_cli(tmp_path / "builtin.json")
+    vllm_result = dgdiff_cli(tmp_path / "vllm.json", *VLLM_FLAGS[:-2])
+    assert (builtin_result["config"]["rollout_engine"], vllm_result["config"]["rollout_engine"]) == ("builtin", "vllm")
+    records = vllm_result["records"]
+    # Candidates are cut at the stop patterns and then read their answers, as the built-in sampler's are.
+    completions = [c["completion"] for r in records for c in r["candidates"]]
+    assert sum(c.rstrip(".").split("The answer is")[-1].strip().isdigit() for c in completions) > 100
+    # Other draws from the same model: the candidates' accuracy agrees within noise (160 candidates each).
+    assert abs(vllm_result["s_gen"] - builtin_result["s_gen"]) < 0.1
+    # The judge answers greedily to the stop tokens (no stop patterns): each reply is what the built-in
+    # decoder writes for the same multiple-choice prompt.
+    model = demo_model()
+    shown = [judge_prompt(r["question"], [c["completion"] for c in r["candidates"]]) for r in records]
+    prompts = [encode_user_message(vllm_tokenizer, text, True) for text in shown]
+    expected = builtin(model, vllm_tokenizer, prompts, num_samples=1, max_new_tokens=24, temperature=0,
+                       stop_patterns=[])
+    assert [r["judge"] for r in records] == [e.completion for e in expected]

@@ -13,7 +13,9 @@ applied optimizer step and before the first step of a run (fresh or resumed).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
+from latro.errors import UserError
 from latro.registry import Registry, import_all
 
 ENGINES: Registry[Callable] = Registry("rollout engine")
@@ -21,6 +23,28 @@ ENGINES: Registry[Callable] = Registry("rollout engine")
 
 def register_engine(name: str):
     return ENGINES.decorator(name)
+
+
+def evaluation_engine(cfg, tokenizer, model, accelerator=None, stop_patterns=()):
+    """The engine `latro eval|dgdiff --rollout-engine NAME` generates with, outside training (None for
+    builtin: latro's own decoder on `model`). It loads the weights from cfg.model itself, stops at
+    the model's stop tokens and `stop_patterns` (eval: none, the whole answer is read), and has no
+    weights pushed. Close it with `.close()`."""
+    if cfg.rollout_engine == "builtin":
+        return None
+    if accelerator is not None and accelerator.num_processes > 1:
+        raise UserError(f"--rollout-engine {cfg.rollout_engine} evaluates in one process: start it without "
+                        "accelerate launch")
+    from latro.prompts import stop_token_ids
+
+    if accelerator is None:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+    run = SimpleNamespace(cfg=SimpleNamespace(**{**vars(cfg), "stop_patterns": list(stop_patterns)}),
+                          accelerator=accelerator, tokenizer=tokenizer, stop_ids=stop_token_ids(tokenizer, model),
+                          policy_weights=None)
+    return ENGINES[cfg.rollout_engine](run)
 
 
 import_all("latro.engines")
