@@ -25,19 +25,11 @@ PHI_TEMPLATE = (
 
 
 def phi_style_tokenizer(template=PHI_TEMPLATE):
-    from conftest import _corpus
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from conftest import bpe_tokenizer
 
     specials = ["<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|endoftext|>",
-                                   bos_token="<|endoftext|>", additional_special_tokens=specials[2:])
+    fast = bpe_tokenizer(specials, pad_token="<|pad|>", eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                         additional_special_tokens=specials[2:])
     fast.chat_template = template
     return fast
 
