@@ -62,14 +62,10 @@ def evaluate(config: EvalConfig, dataset: dict[str, list[dict]] | None = None) -
     task = _task(config, dataset)
     model = load_model(config.model, config.dtype, config.trust_remote_code)
     tokenizer = load_tokenizer(config.tokenizer or config.model, config.trust_remote_code)
-    engine = evaluation_engine(config, tokenizer, model)
-    try:
+    with evaluation_engine(config, tokenizer, model) as engine:
         return run(model, tokenizer, task, _questions(task, config), samples=config.samples,
                    temperature=config.sample_temperature, max_new_tokens=config.max_new_tokens,
                    batch_size=config.batch_size, chat_template=config.chat_template, seed=config.seed, engine=engine)
-    finally:
-        if engine is not None:
-            engine.close()
 
 
 def dgdiff(config: DGDiffConfig, dataset: dict[str, list[dict]] | None = None) -> dict:
@@ -81,9 +77,5 @@ def dgdiff(config: DGDiffConfig, dataset: dict[str, list[dict]] | None = None) -
     task = _task(config, dataset)
     model = load_model(config.model, config.dtype, config.trust_remote_code)
     tokenizer = load_tokenizer(config.tokenizer or config.model, config.trust_remote_code)
-    engine = evaluation_engine(config, tokenizer, model, stop_patterns=config.stop_patterns)
-    try:
+    with evaluation_engine(config, tokenizer, model, stop_patterns=config.stop_patterns) as engine:
         return run_dgdiff(model, tokenizer, task, _questions(task, config), config, engine)
-    finally:
-        if engine is not None:
-            engine.close()

@@ -74,13 +74,11 @@ def _eval(args) -> None:
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "eval")
     if accelerator.num_processes > 1:
         model.to(accelerator.device)
-    engine = evaluation_engine(cfg, tokenizer, model, accelerator)
-    result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
-                      max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                      chat_template=cfg.chat_template, seed=cfg.seed, accelerator=accelerator, progress=True,
-                      engine=engine)
-    if engine is not None:
-        engine.close()
+    with evaluation_engine(cfg, tokenizer, model, accelerator) as engine:
+        result = evaluate(model, tokenizer, task, examples, samples=cfg.samples, temperature=cfg.sample_temperature,
+                          max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                          chat_template=cfg.chat_template, seed=cfg.seed, accelerator=accelerator, progress=True,
+                          engine=engine)
     if not accelerator.is_main_process:
         return
     if cfg.baseline:
@@ -129,18 +127,14 @@ def _default_eval_path(cfg, kind: str = "eval") -> Path:
 def _dgdiff(args) -> None:
     import dataclasses
 
-    from accelerate import Accelerator
-
     from latro.dgdiff import format_table, run_dgdiff
     from latro.engines import evaluation_engine
     from latro.prompts import first_prompt
 
     cfg = C.from_args(C.DGDiffConfig, args)
     task, examples, model, tokenizer = _load_for_evaluation(cfg, "dgdiff")
-    engine = evaluation_engine(cfg, tokenizer, model, Accelerator(), cfg.stop_patterns)
-    result = run_dgdiff(model, tokenizer, task, examples, cfg, engine)
-    if engine is not None:
-        engine.close()
+    with evaluation_engine(cfg, tokenizer, model, stop_patterns=cfg.stop_patterns) as engine:
+        result = run_dgdiff(model, tokenizer, task, examples, cfg, engine)
     out = Path(cfg.output) if cfg.output else _default_eval_path(cfg, "dgdiff")
     out.parent.mkdir(parents=True, exist_ok=True)
     prompt = first_prompt(tokenizer, task, examples, cfg.chat_template)

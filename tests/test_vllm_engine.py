@@ -213,7 +213,6 @@ def test_eval_with_the_vllm_engine_reads_as_the_builtin_decoder(tmp_path):
     assert abs(accuracy(vllm_records) - accuracy(builtin_records)) < 0.1
 
 
-
 def dgdiff_cli(out, *flags):
     """`latro dgdiff` of the demo model on 40 arithmetic questions, 4 candidates each, in a process of its own."""
     argv = ["dgdiff", "--model", str(MODEL_DIR), "--task", "arithmetic", "--split", "validation", "--limit", "40",

@@ -12,6 +12,7 @@ applied optimizer step and before the first step of a run (fresh or resumed).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -25,13 +26,15 @@ def register_engine(name: str):
     return ENGINES.decorator(name)
 
 
+@contextlib.contextmanager
 def evaluation_engine(cfg, tokenizer, model, accelerator=None, stop_patterns=()):
     """The engine `latro eval|dgdiff --rollout-engine NAME` generates with, outside training (None for
-    builtin: latro's own decoder on `model`). It loads the weights from cfg.model itself, stops at
-    the model's stop tokens and `stop_patterns` (eval: none, the whole answer is read), and has no
-    weights pushed. Close it with `.close()`."""
+    builtin: latro's own decoder on `model`), closed on leaving the block. It loads the weights from
+    cfg.model itself, stops at the model's stop tokens and `stop_patterns` (eval: none, the whole
+    answer is read), and has no weights pushed."""
     if cfg.rollout_engine == "builtin":
-        return None
+        yield None
+        return
     if accelerator is not None and accelerator.num_processes > 1:
         raise UserError(f"--rollout-engine {cfg.rollout_engine} evaluates in one process: start it without "
                         "accelerate launch")
@@ -44,7 +47,11 @@ def evaluation_engine(cfg, tokenizer, model, accelerator=None, stop_patterns=())
     run = SimpleNamespace(cfg=SimpleNamespace(**{**vars(cfg), "stop_patterns": list(stop_patterns)}),
                           accelerator=accelerator, tokenizer=tokenizer, stop_ids=stop_token_ids(tokenizer, model),
                           policy_weights=None)
-    return ENGINES[cfg.rollout_engine](run)
+    engine = ENGINES[cfg.rollout_engine](run)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 import_all("latro.engines")
