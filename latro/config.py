@@ -386,9 +386,8 @@ class DGDiffConfig(*option_classes(), EngineConfig, ModelConfig, TaskConfig):
                              "the LaTRO training reward, not a deployable discriminator).")
     judge_max_new_tokens: int = setting(512, "Generation budget of the prompt discriminator's reasoning and choice.",
                                    min=1)
-    batch_size: int = setting(16, "Questions per generation and scoring batch. Memory grows with it: "
-                              "prompt_forced keeps n copies of each judge prompt's KV cache (SmolLM2-135M, "
-                              "~1,000-token judge prompts: about 0.2 GB per question).", min=1)
+    batch_size: int = setting(16, "Questions per generation and scoring batch (memory grows with it: the "
+                              "prompt judge holds the KV cache of batch-size judge prompts and replies).", min=1)
     seed: int = setting(0, "Seed of the candidates' sampling, of the random pick paired in McNemar's test and of "
                       "the bootstrap.", min=0, max=SEED_MAX)
     output: str | None = setting(None, "JSON file with every candidate and choice (default: next to the model).")

@@ -40,7 +40,7 @@ from latro.prompts import (
 from latro.registry import Registry
 from latro.rewards import RewardContext, get_reward
 from latro.rollout import Rollout, Sampler
-from latro.scorer import TokenScorer, branch_logprobs, make_batch, sequence_logprobs
+from latro.scorer import TokenScorer, branch_logprobs, make_batch, next_token_logprobs, sequence_logprobs
 from latro.tasks import Example, Task
 from latro.trajectories import Trajectories
 
@@ -338,13 +338,18 @@ def _forced_choice(model, tokenizer, prompts, n, cfg, count):
     the likeliest of " 1" .. " n" (for models that cannot produce the format themselves)."""
     lead = tokenizer("Therefore, the final choice is:\n###", add_special_tokens=False).input_ids
     digits = [tokenizer(f" {k}", add_special_tokens=False).input_ids for k in range(1, n + 1)]
-    questions = sorted(prompts)
+    questions = sorted(prompts, key=lambda q: len(prompts[q]))  # similar lengths batch with less padding
     sequences = [prompts[q] + lead for q in questions]
-    branches = [(row, len(seq), [], d) for row, seq in enumerate(sequences) for d in digits]
-    logp = branch_logprobs(model, sequences, branches, cfg.batch_size * n, tokenizer.pad_token_id or 0)
+    pad_id = tokenizer.pad_token_id or 0
+    if all(len(d) == 1 for d in digits):  # one pass per prompt, memory of one prompt's activations
+        rows = next_token_logprobs(model, sequences, [d[0] for d in digits], cfg.batch_size, pad_id)
+    else:  # multi-token choices: n branches per prompt, one prompt's n KV copies at a time
+        branches = [(row, len(seq), [], d) for row, seq in enumerate(sequences) for d in digits]
+        flat = branch_logprobs(model, sequences, branches, n, pad_id)
+        rows = [flat[row * n : (row + 1) * n] for row in range(len(sequences))]
     choices = [None] * count
-    for row, q in enumerate(questions):
-        choices[q] = _pick(logp[row * n : (row + 1) * n])
+    for q, logp in zip(questions, rows):
+        choices[q] = _pick(logp)
     return choices
 
 

@@ -175,6 +175,28 @@ def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprob
 
 
 @torch.no_grad()
+@torch.no_grad()
+def next_token_logprobs(model, sequences: list[list[int]], token_ids: list[int], batch_size: int = 16,
+                        pad_id: int = 0) -> list[list[float]]:
+    """log p(t | sequence) for every t in `token_ids`, per sequence: one pass, no KV cache kept.
+
+    The forced-choice judge's case (n one-token choices after one long prompt): branch_logprobs
+    would hold n copies of every prompt's KV cache; here only the last position's logits are made.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    wanted = torch.tensor(token_ids, device=device)
+    results: list[list[float]] = []
+    for start in range(0, len(sequences), batch_size):
+        ids, mask = left_pad(sequences[start : start + batch_size], pad_id)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                       position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=1).logits
+        results += torch.log_softmax(logits[:, -1].float(), dim=-1)[:, wanted].tolist()
+    model.train(was_training)
+    return results
+
+
 def branch_logprobs(model, sequences: list[list[int]], branches: list[tuple[int, int, list[int], list[int]]],
                     batch_size: int = 64, pad_id: int = 0) -> list[float]:
     """Sum log-prob of `answer` after sequences[s][:cut] + stem, for each branch (s, cut, stem, answer).

@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from latro.cli import main
 from latro.dgdiff import (
@@ -98,3 +99,39 @@ def test_dgdiff_cli_writes_every_candidate_and_choice(tiny_model_dir, arith_file
 def test_dgdiff_rejects_bad_settings(tiny_model_dir, arith_files, cli_error, flags, message):
     assert cli_error(["dgdiff", "--model", tiny_model_dir, "--task", "jsonl",
                       "--test-file", arith_files / "test.jsonl", "--limit", "1", *flags]).startswith(message)
+
+
+@pytest.mark.parametrize("multi_token_choices", [False, True])
+def test_forced_choice_is_the_likeliest_index_by_a_plain_forward(tiny_model, tokenizer, multi_token_choices):
+    """prompt_forced picks argmax_k log p(" k" | judge prompt + forced lead), whether " k" is one
+    token (one pass per prompt) or several (the shared-prefix branches)."""
+    from types import SimpleNamespace
+
+    from latro.dgdiff import _forced_choice
+
+    class Tok:  # the tiny tokenizer, with " k" split into two tokens where asked
+        pad_token_id = tokenizer.pad_token_id
+
+        def __call__(self, text, add_special_tokens=False):
+            ids = tokenizer(text, add_special_tokens=False).input_ids
+            if multi_token_choices and text.startswith(" ") and text[1:].isdigit():
+                ids = tokenizer(" ", add_special_tokens=False).input_ids + tokenizer(text[1:]).input_ids
+            return SimpleNamespace(input_ids=ids)
+
+    g = torch.Generator().manual_seed(3)
+    prompts = {q: torch.randint(3, len(tokenizer), (n,), generator=g).tolist() for q, n in ((0, 12), (2, 7), (3, 20))}
+    choices = _forced_choice(tiny_model, Tok(), prompts, 4, SimpleNamespace(batch_size=2), count=4)
+    lead = Tok()("Therefore, the final choice is:\n###").input_ids
+    tiny_model.eval()
+    for q in range(4):
+        if q not in prompts:
+            assert choices[q] is None  # no judge prompt (too long): no choice
+            continue
+        scores = []
+        for k in range(1, 5):
+            digit = Tok()(f" {k}").input_ids
+            text = prompts[q] + lead + digit
+            with torch.no_grad():
+                logp = torch.log_softmax(tiny_model(torch.tensor([text])).logits[0], -1)
+            scores.append(sum(logp[len(text) - len(digit) + i - 1, t].item() for i, t in enumerate(digit)))
+        assert choices[q] == max(range(4), key=lambda k: (scores[k], -k))

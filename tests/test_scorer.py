@@ -105,3 +105,20 @@ def test_branch_logprobs_equal_scoring_each_branch_alone(tiny_model, tokenizer, 
         start = cut + len(stem)
         expected = sum(logp[start + i - 1, t].item() for i, t in enumerate(ans))
         assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_next_token_logprobs_equal_a_plain_forward_over_each_sequence(tiny_model, tokenizer):
+    """The forced-choice judge's one-pass scoring: left padding in a batch changes nothing."""
+    from latro.scorer import next_token_logprobs
+
+    g = torch.Generator().manual_seed(2)
+    seqs = [torch.randint(3, len(tokenizer), (n,), generator=g).tolist() for n in (9, 14, 5, 11)]
+    wanted = [5, 6, 7, 8]
+    tiny_model.train()
+    got = next_token_logprobs(tiny_model, seqs, wanted, batch_size=3, pad_id=tokenizer.pad_token_id)
+    assert tiny_model.training
+    tiny_model.eval()
+    for seq, row in zip(seqs, got):
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny_model(torch.tensor([seq])).logits[0, -1], -1)
+        assert row == pytest.approx([logp[t].item() for t in wanted], abs=1e-4)
