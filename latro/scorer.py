@@ -175,7 +175,6 @@ def sequence_logprobs(token_logprobs, segments: torch.Tensor) -> SequenceLogprob
 
 
 @torch.no_grad()
-@torch.no_grad()
 def next_token_logprobs(model, sequences: list[list[int]], token_ids: list[int], batch_size: int = 16,
                         pad_id: int = 0) -> list[list[float]]:
     """log p(t | sequence) for every t in `token_ids`, per sequence: one pass, no KV cache kept.
@@ -197,6 +196,7 @@ def next_token_logprobs(model, sequences: list[list[int]], token_ids: list[int],
     return results
 
 
+@torch.no_grad()
 def branch_logprobs(model, sequences: list[list[int]], branches: list[tuple[int, int, list[int], list[int]]],
                     batch_size: int = 64, pad_id: int = 0) -> list[float]:
     """Sum log-prob of `answer` after sequences[s][:cut] + stem, for each branch (s, cut, stem, answer).
